@@ -1,0 +1,1 @@
+"""core layer (see STYLE.md module map)."""

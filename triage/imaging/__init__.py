@@ -1,0 +1,1 @@
+"""imaging layer (see STYLE.md module map)."""

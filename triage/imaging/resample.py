@@ -1,0 +1,59 @@
+"""Resampling to a model's voxel size with SimpleITK (linear, extent preserved)."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from triage.imaging.geometry import is_orthonormal
+from triage.imaging.volume import Volume
+
+
+def to_sitk(volume: Volume) -> sitk.Image:
+    """Return a SimpleITK image with the volume's voxels, spacing, origin and direction."""
+    if not is_orthonormal(volume.affine_lps):
+        raise ValueError("volume axes must be orthogonal to convert to SimpleITK (gantry tilt?)")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array, dtype=np.float32))
+    spacing = volume.spacing_ijk_mm
+    image.SetSpacing(spacing)
+    image.SetOrigin(tuple(float(v) for v in volume.affine_lps[:3, 3]))
+    directions = volume.affine_lps[:3, :3] / np.asarray(spacing)[None, :]
+    image.SetDirection(tuple(float(v) for v in directions.flatten()))
+    return image
+
+
+def from_sitk(image: sitk.Image) -> Volume:
+    """Return a :class:`Volume` from a SimpleITK image (LPS, as ITK uses)."""
+    directions = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = directions * np.asarray(image.GetSpacing())[None, :]
+    affine[:3, 3] = image.GetOrigin()
+    return Volume(array=sitk.GetArrayFromImage(image).astype(np.float32), affine_lps=affine)
+
+
+def resample_to_spacing(
+    volume: Volume, spacing_ijk_mm: tuple[float, float, float], *, default_value: float = -1024.0
+) -> Volume:
+    """Return the volume resampled (linear) to the given voxel size, covering the same extent.
+
+    The first voxel centre is kept; the number of voxels along each axis is the old physical extent
+    divided by the new voxel size, rounded. Values outside the source take ``default_value``.
+    """
+    if any(s <= 0 for s in spacing_ijk_mm):
+        raise ValueError(f"spacing_ijk_mm must be positive, got {spacing_ijk_mm!r}")
+    old_spacing = np.asarray(volume.spacing_ijk_mm)
+    new_spacing = np.asarray(spacing_ijk_mm, dtype=np.float64)
+    old_size = np.asarray(volume.shape_ijk)
+    new_size = np.maximum(np.round(old_size * old_spacing / new_spacing).astype(int), 1)
+    if np.allclose(old_spacing, new_spacing, rtol=1e-6) and np.array_equal(old_size, new_size):
+        return volume
+    image = to_sitk(volume)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetOutputSpacing(tuple(float(s) for s in new_spacing))
+    resampler.SetSize([int(s) for s in new_size])
+    resampler.SetOutputOrigin(image.GetOrigin())
+    resampler.SetOutputDirection(image.GetDirection())
+    resampler.SetInterpolator(sitk.sitkLinear)
+    resampler.SetDefaultPixelValue(float(default_value))
+    resampler.SetOutputPixelType(sitk.sitkFloat32)
+    return from_sitk(resampler.Execute(image))

@@ -1,0 +1,1 @@
+"""inference layer (see STYLE.md module map)."""

@@ -1,0 +1,1 @@
+"""inference/runtimes layer (see STYLE.md module map)."""
