@@ -11,18 +11,26 @@ from triage.core.types import Float3
 
 @dataclass(frozen=True, slots=True)
 class Box3D:
-    """An axis-aligned box in voxel indices of the *source* volume, ``(i, j, k)`` order."""
+    """An axis-aligned box in continuous voxel coordinates of the *source* volume, ``(i, j, k)`` order.
 
-    min_ijk: tuple[float, float, float]  # inclusive corner
-    max_ijk: tuple[float, float, float]  # exclusive corner
+    Integer coordinates are voxel centres (the affine's convention, and MONAI's), so the corners map to
+    patient space through the volume's affine directly, with no half-voxel shift.
+    """
+
+    min_ijk: tuple[float, float, float]  # low corner
+    max_ijk: tuple[float, float, float]  # high corner
 
 
 @dataclass(frozen=True, slots=True)
 class Box2D:
-    """An axis-aligned box in pixel indices of a 2-D image: ``(column, row)`` order."""
+    """An axis-aligned box on a 2-D image in DICOM SCOORD pixel coordinates, ``(column, row)`` order.
 
-    min_col_row: tuple[float, float]  # inclusive corner
-    max_col_row: tuple[float, float]  # exclusive corner
+    As in SCOORD graphic data, (0, 0) is the top-left corner of the top-left pixel, so the centre of
+    pixel (c, r) is (c + 0.5, r + 0.5).
+    """
+
+    min_col_row: tuple[float, float]  # top-left corner
+    max_col_row: tuple[float, float]  # bottom-right corner
 
     @property
     def center_col_row(self) -> tuple[float, float]:

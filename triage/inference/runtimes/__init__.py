@@ -1,1 +1,1 @@
-"""inference/runtimes layer (see STYLE.md module map)."""
+"""Runtime backends; each imports its heavy dependency locally (STYLE H12)."""

@@ -1,0 +1,97 @@
+"""FROC and CPM with LUNA16 rules, via MONAI's FROC helpers, with bootstrap confidence intervals.
+
+LUNA16: a detection is a hit when its centre lies within the radius of a reference nodule; each nodule
+keeps its highest-scoring hit, further hits on the same nodule are ignored (neither TP nor FP), and any
+detection hitting no nodule is a false positive. CPM is the mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4
+and 8 false positives per scan. MONAI's ``compute_froc_score`` defaults to CAMELYON's rates, so the
+LUNA16 rates are passed explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from monai.metrics import compute_froc_curve_data, compute_froc_score
+
+LUNA16_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Detections and references of one scan (centres in mm, any common frame)."""
+
+    pred_centers_mm: F64  # (N, D)
+    pred_scores: F64  # (N,)
+    gt_centers_mm: F64  # (M, D)
+    gt_radius_mm: F64  # (M,)
+
+
+def match_scan(scan: ScanResult) -> tuple[list[float], list[float], int]:
+    """Return (fp scores, tp scores — one per detected nodule, its best hit —, number of nodules)."""
+    n_gt = len(scan.gt_centers_mm)
+    best = np.full(n_gt, -1.0)
+    fps: list[float] = []
+    for center, score in zip(scan.pred_centers_mm, scan.pred_scores, strict=True):
+        if n_gt:
+            dist = np.linalg.norm(scan.gt_centers_mm - center[None, :], axis=1)
+            hits = np.nonzero(dist <= scan.gt_radius_mm)[0]
+        else:
+            hits = np.zeros(0, dtype=int)
+        if hits.size == 0:
+            fps.append(float(score))
+        for h in hits:
+            best[h] = max(best[h], float(score))
+    return fps, [float(b) for b in best if b >= 0], n_gt
+
+
+def froc(scans: Sequence[ScanResult]) -> tuple[F64, F64, tuple[float, ...], float]:
+    """Return (fps per scan, sensitivity) curve, sensitivity at the LUNA16 rates, and CPM."""
+    fp_all: list[float] = []
+    tp_all: list[float] = []
+    targets = 0
+    for scan in scans:
+        fps, tps, n = match_scan(scan)
+        fp_all += fps
+        tp_all += tps
+        targets += n
+    if targets == 0:
+        raise ValueError("FROC needs at least one reference nodule, got none")
+    # MONAI skips the lowest threshold (CAMELYON code); a sentinel keeps every real detection counted.
+    fp_arr = np.asarray(fp_all + [-1.0])
+    tp_arr = np.asarray(tp_all)
+    fps_per_scan, sens = compute_froc_curve_data(fp_arr, tp_arr, targets, len(scans))
+    at_rates = tuple(float(s) for s in _sens_at(fps_per_scan, sens, LUNA16_FP_RATES))
+    cpm = float(compute_froc_score(fps_per_scan, sens, LUNA16_FP_RATES))
+    return np.asarray(fps_per_scan, dtype=np.float64), np.asarray(sens, dtype=np.float64), at_rates, cpm
+
+
+def _sens_at(fps: F64, sens: F64, rates: Sequence[float]) -> F64:
+    return np.interp(rates, fps[::-1], sens[::-1])
+
+
+def bootstrap_ci(
+    scans: Sequence[ScanResult], *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """Return 95 % percentile intervals of CPM and of sensitivity at each rate, resampling scans."""
+    rng = np.random.default_rng(seed)
+    cpms, rows = [], []
+    for _ in range(n_boot):
+        pick = [scans[i] for i in rng.integers(0, len(scans), len(scans))]
+        if sum(len(s.gt_centers_mm) for s in pick) == 0:
+            continue
+        _, _, at, cpm = froc(pick)
+        cpms.append(cpm)
+        rows.append(at)
+    out = {"cpm": _pct(cpms)}
+    arr = np.asarray(rows)
+    for n, rate in enumerate(LUNA16_FP_RATES):
+        out[f"sens@{rate:g}"] = _pct(list(arr[:, n]))
+    return out
+
+
+def _pct(values: list[float]) -> tuple[float, float]:
+    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))

@@ -1,0 +1,164 @@
+"""Composition root and entry points: ``triage run | demo | synth | models verify | train | evaluate``.
+
+Builds Settings -> runtimes -> Engine -> sinks and calls the pipeline. Exit codes: 0 when every study got
+an outcome (NOT_ANALYSED included — "not analysable" is an answer, not an error), 2 for usage errors
+(typer's), 1 for system errors (unreadable input, no writable output).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from triage.adapters.folder import FolderSink, summary_json
+from triage.config import Settings, load_policy
+from triage.core.errors import ModelUnavailable
+from triage.core.priority import Priority, rank
+from triage.dicom.reader import scan_folder
+from triage.dicom.selection import Task, load_series_rules
+from triage.inference.card import load_card
+from triage.inference.runtime import RuntimeOptions, make_runtime
+from triage.pipeline import Engine, StudyResult, TaskModel, analyse_all
+
+app = typer.Typer(help="AI triage of chest CT and radiographs. Not for diagnostic use.", no_args_is_help=True)
+models_app = typer.Typer(help="Inspect and verify installed models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console(stderr=True)
+logger = logging.getLogger("triage")
+
+_COLOURS = {Priority.STAT: "bold red", Priority.URGENT: "bold yellow", Priority.NOT_ANALYSED: "magenta",
+            Priority.ROUTINE: "green"}
+
+
+def build_engine(settings: Settings, *, policy_file: Path | None = None) -> Engine:
+    """Load rules, policy and every model folder under ``settings.models_dir`` (verified by sha256)."""
+    models: dict[Task, TaskModel] = {}
+    unavailable: dict[Task, str] = {}
+    opts = RuntimeOptions(device=settings.device, threads=settings.threads)
+    for task in Task:
+        folder = _model_folder(settings.models_dir, task)
+        if folder is None:
+            unavailable[task] = f"no model for {task.value} in {settings.models_dir}"
+            continue
+        try:
+            card = load_card(folder)
+            models[task] = TaskModel(card, make_runtime(settings.runtime, card, folder, opts))
+        except ModelUnavailable as e:
+            unavailable[task] = str(e)
+            logger.warning("model unavailable: %s", e)
+    return Engine(models=models, rules=load_series_rules(settings.series_rules_file),
+                  policy=load_policy(policy_file or settings.policy_file), unavailable=unavailable)
+
+
+def _model_folder(models_dir: Path, task: Task) -> Path | None:
+    if not models_dir.is_dir():
+        return None
+    for card_path in sorted(models_dir.glob("*/model.yaml")):
+        try:
+            if load_card(card_path.parent).task == task.value:
+                return card_path.parent
+        except ModelUnavailable:
+            continue
+    return None
+
+
+def render_table(results: list[StudyResult], out_dir: Path) -> Table:
+    """Return the prioritised result table: most urgent first, then longest running."""
+    table = Table(title=f"Triage results (SRs and summaries under {out_dir})")
+    for col in ("priority", "study", "findings", "reasons", "SR"):
+        table.add_column(col)
+    for r in sorted(results, key=lambda r: -rank(r.decision.priority)):
+        p = r.decision.priority
+        table.add_row(f"[{_COLOURS[p]}]{p.value.upper()}[/]", r.study_uid[-16:], str(len(r.findings)),
+                      "\n".join(r.decision.reasons)[:400], "yes" if r.sr is not None else "no")
+    return table
+
+
+def run_path(path: Path, *, out_dir: Path, settings: Settings, policy_file: Path | None, as_json: bool) -> list[StudyResult]:
+    """Scan, analyse and publish every study under ``path``; print the table (or JSON)."""
+    scan = scan_folder(path)
+    for skipped in scan.skipped:
+        console.print(f"[dim]skipped file {skipped.path}: {skipped.reason}[/]")
+    engine = build_engine(settings, policy_file=policy_file)
+    sink = FolderSink(out_dir)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=as_json or len(scan.studies) < 2) as progress:
+        bar = progress.add_task("analysing studies", total=len(scan.studies))
+        results = analyse_all(scan.studies, engine, sink, now=datetime.now(UTC),
+                              on_done=lambda _r: progress.advance(bar))
+    if as_json:
+        payload = [summary_json(r, sink.written[r.study_uid][0]) for r in results]
+        sys.stdout.write(json.dumps({"studies": payload, "skipped_files": [
+            {"path": str(s.path), "reason": s.reason} for s in scan.skipped]}, indent=2) + "\n")
+    else:
+        Console().print(render_table(results, out_dir))
+    return results
+
+
+@app.command()
+def run(
+    path: Annotated[Path, typer.Argument(help="A DICOM folder (any nesting; non-DICOM files are skipped and listed).")],
+    out: Annotated[Path, typer.Option(help="Where SRs and JSON summaries go.")] = Path("triage-out"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON on stdout.")] = False,
+    runtime: Annotated[str, typer.Option(help="onnx (default, no torch) or torch.")] = "onnx",
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    policy: Annotated[Path | None, typer.Option(help="Thresholds file (configs/policy.yaml schema).")] = None,
+    models_dir: Annotated[Path | None, typer.Option(help="Folder of model folders (model.yaml + weights).")] = None,
+) -> None:
+    """Analyse every study under PATH and write a TID 1500 SR + JSON summary per study."""
+    _logging()
+    if not path.exists():
+        console.print(f"[red]PATH must exist, got {path}[/]")
+        raise typer.Exit(1)
+    overrides: dict[str, object] = {"runtime": runtime, "device": device}
+    if models_dir is not None:
+        overrides["models_dir"] = models_dir
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    run_path(path, out_dir=out, settings=settings, policy_file=policy, as_json=as_json)
+
+
+@models_app.command("verify")
+def models_verify(
+    models_dir: Annotated[Path | None, typer.Option(help="Folder of model folders.")] = None,
+) -> None:
+    """Check every model card, its weights' sha256 and that the runtime loads it."""
+    _logging()
+    settings = Settings(**({"models_dir": models_dir} if models_dir else {}))  # type: ignore[arg-type]
+    table = Table(title=f"Models in {settings.models_dir}")
+    for col in ("model", "version", "task", "sha256", "runtime", "status"):
+        table.add_column(col)
+    failed = False
+    for card_path in sorted(settings.models_dir.glob("*/model.yaml")):
+        try:
+            card = load_card(card_path.parent)
+            rt = make_runtime(settings.runtime, card, card_path.parent, RuntimeOptions(device=settings.device))
+            table.add_row(card.name, card.version, card.task, card.weights.sha256[:12], rt.provider, "[green]ok[/]")
+        except ModelUnavailable as e:
+            failed = True
+            table.add_row(card_path.parent.name, "?", "?", "?", settings.runtime, f"[red]{e}[/]")
+    Console().print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    """Entry point for ``python -m triage.cli``."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,113 @@
+"""Model cards: the I/O contract, provenance and intended use of a model, enforced at load (STYLE H18).
+
+A card is ``models/<name>/model.yaml``. The runtime refuses to load weights whose sha256 differs from the
+card, and the pipeline follows the card's voxel size, window and detection settings — never its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from triage.core.errors import ModelUnavailable
+from triage.inference.spec import DetectionSpec, NetworkSpec, PreprocessSpec
+
+
+class WeightsRef(BaseModel):
+    """Where the weights are, their checksum and where they came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    format: Literal["onnx", "torch_state_dict"] = "onnx"
+    source: str = ""
+
+
+class IOContract(BaseModel):
+    """Tensor names and layout the runtime checks against the weights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input_name: str = "image"
+    input_layout: str = "NCHWD (spatial axes i, j, k; MONAI convention)"
+    dtype: Literal["float32"] = "float32"
+    output_names: tuple[str, ...] = ("cls_0", "cls_1", "cls_2", "box_0", "box_1", "box_2")
+
+
+class ChangelogEntry(BaseModel):
+    """One released version and what changed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: str
+    date: str
+    change: str
+
+
+class ModelCard(BaseModel):
+    """Everything needed to run a model and to judge what its output means."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    version: str
+    task: Literal["lung_nodule", "fracture"]
+    intended_use: str
+    network: NetworkSpec
+    detection: DetectionSpec
+    preprocess: PreprocessSpec
+    io: IOContract = IOContract()
+    weights: WeightsRef
+    training_data: dict[str, object] = Field(default_factory=dict)
+    metrics: dict[str, object] = Field(default_factory=dict)
+    citations: tuple[str, ...] = ()
+    changelog: tuple[ChangelogEntry, ...] = ()
+
+    def weights_path(self, model_dir: Path) -> Path:
+        """Return the weights file next to the card."""
+        return model_dir / self.weights.file
+
+    def verify_weights(self, model_dir: Path) -> Path:
+        """Return the weights path after checking it exists and matches the card's sha256.
+
+        Raises:
+            ModelUnavailable: missing file or checksum mismatch (the file is never loaded then).
+        """
+        path = self.weights_path(model_dir)
+        if not path.is_file():
+            raise ModelUnavailable(
+                f"weights of model {self.name!r} must exist at {path}, got no file; "
+                "re-export the model or point TRIAGE_MODELS_DIR at the right folder"
+            )
+        digest = sha256_file(path)
+        if digest != self.weights.sha256:
+            raise ModelUnavailable(
+                f"weights of model {self.name!r} must have sha256 {self.weights.sha256[:12]}…, "
+                f"got {digest[:12]}… for {path.name}; refusing to load unverified weights"
+            )
+        return path
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_card(model_dir: Path) -> ModelCard:
+    """Read ``model.yaml`` from a model folder.
+
+    Raises:
+        ModelUnavailable: the card is missing or does not validate.
+    """
+    path = model_dir / "model.yaml"
+    if not path.is_file():
+        raise ModelUnavailable(f"model folder must contain model.yaml, got none in {model_dir}")
+    try:
+        return ModelCard.model_validate(yaml.safe_load(path.read_text()))
+    except (ValueError, yaml.YAMLError) as e:
+        raise ModelUnavailable(f"model card {path} must match the card schema: {e}") from e

@@ -1,0 +1,77 @@
+"""The model I/O contract as data: network shape, detection head settings and preprocessing.
+
+These pydantic models are what a model card (``model.yaml``) declares; the same values build the torch
+network for training/export and drive the numpy post-processing at serving time, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkSpec(_Strict):
+    """A MONAI ResNet-FPN RetinaNet. The bundle's is ResNet-50 bottleneck [3,4,6,3], 256 FPN channels."""
+
+    spatial_dims: Literal[2, 3] = 3
+    block: Literal["basic", "bottleneck"] = "bottleneck"
+    layers: tuple[int, int, int, int] = (3, 4, 6, 3)
+    block_inplanes: tuple[int, int, int, int] = (64, 128, 256, 512)
+    conv1_t_size: tuple[int, ...] = (7, 7, 7)
+    conv1_t_stride: tuple[int, ...] = (2, 2, 1)
+    returned_layers: tuple[int, ...] = (1, 2)
+    fpn_channels: int = Field(256, ge=8)
+    num_classes: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _dims_match(self) -> NetworkSpec:
+        for name in ("conv1_t_size", "conv1_t_stride"):
+            if len(getattr(self, name)) != self.spatial_dims:
+                raise ValueError(f"{name} must have {self.spatial_dims} values, got {getattr(self, name)}")
+        return self
+
+
+class DetectionSpec(_Strict):
+    """Anchors, box coder and box selection, as in MONAI's ``RetinaNetDetector``."""
+
+    base_anchor_shapes: tuple[tuple[int, ...], ...] = ((6, 8, 4), (8, 6, 5), (10, 10, 6))
+    feature_map_scales: tuple[int, ...] = (1, 2, 4)
+    size_divisible: tuple[int, ...] = (16, 16, 8)
+    box_coder_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    score_thresh: float = 0.02
+    topk_candidates_per_level: int = 1000
+    nms_thresh: float = 0.22
+    detections_per_img: int = 300
+    roi_size: tuple[int, ...] = (512, 512, 192)
+    overlap: float = Field(0.25, ge=0.0, lt=1.0)
+
+    @property
+    def num_anchors(self) -> int:
+        """Return the number of anchors per feature-map location."""
+        return len(self.base_anchor_shapes)
+
+
+class IntensitySpec(_Strict):
+    """How raw values become network input in 0..1.
+
+    ``window``: ``[low, high]`` (HU for CT) mapped to 0..1 and clipped, like MONAI's ScaleIntensityRanged.
+    ``percentile``: the image's own ``[low, high]`` percentiles mapped to 0..1 (radiographs, whose values
+    have no physical unit).
+    """
+
+    mode: Literal["window", "percentile"] = "window"
+    low: float = -1024.0
+    high: float = 300.0
+
+
+class PreprocessSpec(_Strict):
+    """Geometry the network expects: voxel size (i, j[, k]) in mm and axis codes (MONAI convention)."""
+
+    target_spacing_mm: tuple[float, ...] = (0.703125, 0.703125, 1.25)
+    axcodes: str = "RAS"
+    intensity: IntensitySpec = IntensitySpec()
