@@ -1,4 +1,4 @@
-"""Tiny random-weight detectors exported to ONNX with valid cards, so CI needs no trained weights."""
+"""Tiny random-weight detectors exported to ONNX with valid cards: CI needs no trained weights."""
 
 from __future__ import annotations
 
@@ -11,19 +11,31 @@ from triage.inference.card import IOContract, ModelCard, WeightsRef, sha256_file
 from triage.inference.networks import build_network, export_onnx, output_names
 from triage.inference.spec import DetectionSpec, IntensitySpec, NetworkSpec, PreprocessSpec
 
-TINY_3D = NetworkSpec(block="basic", layers=(1, 1, 1, 1), block_inplanes=(8, 16, 32, 64), fpn_channels=16)
+TINY_3D = NetworkSpec(
+    block="basic", layers=(1, 1, 1, 1), block_inplanes=(8, 16, 32, 64), fpn_channels=16
+)
 TINY_2D = NetworkSpec(
-    spatial_dims=2, block="basic", layers=(1, 1, 1, 1), block_inplanes=(8, 16, 32, 64), fpn_channels=16,
-    conv1_t_size=(7, 7), conv1_t_stride=(2, 2),
+    spatial_dims=2,
+    block="basic",
+    layers=(1, 1, 1, 1),
+    block_inplanes=(8, 16, 32, 64),
+    fpn_channels=16,
+    conv1_t_size=(7, 7),
+    conv1_t_stride=(2, 2),
 )
 DET_3D = DetectionSpec(roi_size=(128, 128, 64), score_thresh=0.02)
 DET_2D = DetectionSpec(
-    base_anchor_shapes=((12, 12), (16, 8), (8, 16)), size_divisible=(16, 16),
-    box_coder_weights=(1.0, 1.0, 1.0, 1.0), roi_size=(512, 512), score_thresh=0.02,
+    base_anchor_shapes=((12, 12), (16, 8), (8, 16)),
+    size_divisible=(16, 16),
+    box_coder_weights=(1.0, 1.0, 1.0, 1.0),
+    roi_size=(512, 512),
+    score_thresh=0.02,
 )
 
 
-def perturbed_network(spec: NetworkSpec, det: DetectionSpec, *, seed: int, bias: float = 0.0) -> torch.nn.Module:
+def perturbed_network(
+    spec: NetworkSpec, det: DetectionSpec, *, seed: int, bias: float = 0.0
+) -> torch.nn.Module:
     """Return a random network whose classification bias is raised so it proposes boxes."""
     torch.manual_seed(seed)
     net = build_network(spec, det)
@@ -35,7 +47,7 @@ def perturbed_network(spec: NetworkSpec, det: DetectionSpec, *, seed: int, bias:
 
 
 def write_tiny_model(folder: Path, *, task: str, seed: int = 0, bias: float = 0.0) -> ModelCard:
-    """Export a tiny network for ``task`` ("lung_nodule" or "fracture") with its card into ``folder``."""
+    """Export a tiny network for ``task`` ("lung_nodule" or "fracture") and card to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     if task == "lung_nodule":
         spec, det = TINY_3D, DET_3D
@@ -43,18 +55,27 @@ def write_tiny_model(folder: Path, *, task: str, seed: int = 0, bias: float = 0.
         example = (64, 64, 32)
     else:
         spec, det = TINY_2D, DET_2D
-        prep = PreprocessSpec(target_spacing_mm=(1.0, 1.0), axcodes="RA",
-                              intensity=IntensitySpec(mode="percentile", low=1.0, high=99.0))
+        prep = PreprocessSpec(
+            target_spacing_mm=(1.0, 1.0),
+            axcodes="RA",
+            intensity=IntensitySpec(mode="percentile", low=1.0, high=99.0),
+        )
         example = (128, 128)
     net = perturbed_network(spec, det, seed=seed, bias=bias)
     path = folder / "model.onnx"
     export_onnx(net, spec, str(path), example_shape=example)
     card = ModelCard(
-        name=f"tiny-{task}", version="0.0.1-test", task=task,  # type: ignore[arg-type]
+        name=f"tiny-{task}",
+        version="0.0.1-test",
+        task=task,  # type: ignore[arg-type]
         intended_use="tests only; random weights; not for diagnostic use",
-        network=spec, detection=det, preprocess=prep,
+        network=spec,
+        detection=det,
+        preprocess=prep,
         io=IOContract(output_names=tuple(output_names(3))),
-        weights=WeightsRef(file="model.onnx", sha256=sha256_file(path), source="tests/model_factories.py"),
+        weights=WeightsRef(
+            file="model.onnx", sha256=sha256_file(path), source="tests/model_factories.py"
+        ),
     )
     write_card(card, folder)
     torch.save({"network": net.state_dict()}, folder / "state.pt")

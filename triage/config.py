@@ -1,4 +1,4 @@
-"""Settings (``TRIAGE_*`` environment) and the schemas of ``configs/*.yaml``; read by edges only (H16)."""
+"""Settings (``TRIAGE_*`` environment) and the ``configs/*.yaml`` schemas; edges only (H16)."""
 
 from __future__ import annotations
 

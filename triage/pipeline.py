@@ -1,8 +1,8 @@
-"""The order of steps for one study: select series -> volume/image -> model -> findings -> priority -> SR.
+"""The steps for one study: select series -> volume/image -> model -> findings -> priority -> SR.
 
-Plain functions over values built by the composition root (``cli.py``): no settings, no files written
-here. Every failure of a task becomes a named reason and the study ``NOT_ANALYSED`` — a run never crashes
-on one bad study and never reports a silent routine (STYLE H20).
+Plain functions over values built by the composition root (``cli.py``): no settings, no files
+written here. Every failure of a task becomes a named reason and the study ``NOT_ANALYSED`` — a run
+never crashes on one bad study and never reports a silent routine (STYLE H20).
 """
 
 from __future__ import annotations
@@ -48,17 +48,21 @@ class TaskModel:
     def algorithm(self) -> AlgorithmInfo:
         """Return the identification written into every SR."""
         c = self.card
-        return AlgorithmInfo(name=c.name, version=c.version, weights_sha256=c.weights.sha256, task=c.task)
+        return AlgorithmInfo(
+            name=c.name, version=c.version, weights_sha256=c.weights.sha256, task=c.task
+        )
 
 
 @dataclass(frozen=True)
 class Engine:
-    """What the pipeline needs: models per task (a missing one is a stated failure), rules, policy."""
+    """What the pipeline needs: models per task (a missing one: a named failure), rules, policy."""
 
     models: Mapping[Task, TaskModel]
     rules: SeriesRules
     policy: TriagePolicy
-    unavailable: Mapping[Task, str] = field(default_factory=dict)  # task -> why its model is missing
+    unavailable: Mapping[Task, str] = field(
+        default_factory=dict
+    )  # task -> why its model is missing
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,9 @@ def _relevant_tasks(study: StudyInput, rules: SeriesRules) -> list[Task]:
     return [t for t, rule in rules.tasks.items() if modalities & set(rule.modalities)]
 
 
-def _run_lung(series: SeriesInput, model: TaskModel, policy: TriagePolicy) -> tuple[list[NoduleFinding], int, npt.NDArray[np.float64]]:
+def _run_lung(
+    series: SeriesInput, model: TaskModel, policy: TriagePolicy
+) -> tuple[list[NoduleFinding], int, npt.NDArray[np.float64]]:
     volume = load_ct_volume(series)
     prepared = lung_nodule.preprocess(volume, model.card.preprocess)
     dets = detect(prepared.image, head_function(model.runtime, model.card), model.card.detection)
@@ -111,13 +117,17 @@ def _run_lung(series: SeriesInput, model: TaskModel, policy: TriagePolicy) -> tu
     return kept[:MAX_REPORTED_FINDINGS], len(candidates), volume.affine_lps
 
 
-def _run_fracture(series: SeriesInput, model: TaskModel, policy: TriagePolicy) -> tuple[list[FractureFinding], int]:
+def _run_fracture(
+    series: SeriesInput, model: TaskModel, policy: TriagePolicy
+) -> tuple[list[FractureFinding], int]:
     findings: list[FractureFinding] = []
     candidates = 0
     for path in series.paths:
         radiograph = load_radiograph(path, series=series)
         prepared = fracture.preprocess(radiograph, model.card.preprocess)
-        dets = detect(prepared.image, head_function(model.runtime, model.card), model.card.detection)
+        dets = detect(
+            prepared.image, head_function(model.runtime, model.card), model.card.detection
+        )
         found = fracture.to_findings(dets, prepared, radiograph)
         candidates += len(found)
         findings += [f for f in found if f.score >= policy.fracture.min_score]
@@ -132,19 +142,30 @@ def _run_task(
     model = engine.models.get(task)
     try:
         if model is None:
-            raise ModelUnavailable(engine.unavailable.get(task, f"no model is installed for {task.value}"))
+            raise ModelUnavailable(
+                engine.unavailable.get(task, f"no model is installed for {task.value}")
+            )
         if task == Task.LUNG_NODULE:
             found, n, affine = _run_lung(series, model, engine.policy)
             affines.append(affine)
         else:
             found_f, n = _run_fracture(series, model, engine.policy)
             found = list(found_f)  # type: ignore[arg-type]
-        return TaskOutcome(task, series.series_uid, tuple(found), n, None, time.perf_counter() - start,
-                           model.runtime.provider)
+        return TaskOutcome(
+            task,
+            series.series_uid,
+            tuple(found),
+            n,
+            None,
+            time.perf_counter() - start,
+            model.runtime.provider,
+        )
     except TriageError as e:
         reason = str(e)
     except Exception as e:  # a crash in one task must not take down the run (H20)
-        logger.exception("task failed", extra={"task": task.value, "series": hash_uid(series.series_uid)})
+        logger.exception(
+            "task failed", extra={"task": task.value, "series": hash_uid(series.series_uid)}
+        )
         reason = f"internal error in {task.value}: {type(e).__name__}"
     return TaskOutcome(task, series.series_uid, (), 0, reason, time.perf_counter() - start)
 
@@ -168,35 +189,69 @@ def analyse_study(study: StudyInput, engine: Engine, *, now: datetime) -> StudyR
     failures = [o.failure for o in outcomes if o.failure]
     if not relevant:
         modalities = sorted({s.modality or "absent" for s in study.series})
-        failures.append(f"no series qualifies for any triage task: modalities {', '.join(modalities)}")
+        failures.append(
+            f"no series qualifies for any triage task: modalities {', '.join(modalities)}"
+        )
     findings = tuple(f for o in outcomes for f in o.findings)
     decision = prioritise(findings, engine.policy, failures=failures)
     algorithms = tuple(engine.models[t].algorithm for t in relevant if t in engine.models)
-    sr = _build_report(study, findings, decision, sources, algorithms, affines, now)
-    return StudyResult(study.study_uid, decision, findings, tuple(outcomes), selection.skipped, sr, algorithms,
-                       time.perf_counter() - start)
+    sr = _build_report(
+        study,
+        findings,
+        decision=decision,
+        sources=sources,
+        algorithms=algorithms,
+        affines=affines,
+        now=now,
+    )
+    return StudyResult(
+        study.study_uid,
+        decision,
+        findings,
+        tuple(outcomes),
+        selection.skipped,
+        sr,
+        algorithms,
+        time.perf_counter() - start,
+    )
 
 
 def _build_report(
-    study: StudyInput, findings: tuple[Finding, ...], decision: TriageDecision, sources: list[Path],
-    algorithms: tuple[AlgorithmInfo, ...], affines: list[npt.NDArray[np.float64]], now: datetime,
+    study: StudyInput,
+    findings: tuple[Finding, ...],
+    *,
+    decision: TriageDecision,
+    sources: list[Path],
+    algorithms: tuple[AlgorithmInfo, ...],
+    affines: list[npt.NDArray[np.float64]],
+    now: datetime,
 ) -> Dataset | None:
-    """Return the SR, or None when no model is installed at all (nothing to identify as its author)."""
+    """Return the SR, or None when no model is installed (nothing to name as its author)."""
     if not algorithms:
         return None
     paths = sources or [s.paths[0] for s in study.series if s.paths]
     if not paths:
         return None
     try:
-        return build_sr(findings=findings, decision=decision, source_datasets=read_headers(paths),
-                        algorithms=algorithms, now=now, affine_lps=affines[0] if affines else None)
+        return build_sr(
+            findings=findings,
+            decision=decision,
+            source_datasets=read_headers(paths),
+            algorithms=algorithms,
+            now=now,
+            affine_lps=affines[0] if affines else None,
+        )
     except (ValueError, TriageError):
         logger.exception("SR could not be built", extra={"study": hash_uid(study.study_uid)})
         return None
 
 
 def analyse_all(
-    studies: Sequence[StudyInput], engine: Engine, sink: ResultSink, *, now: datetime,
+    studies: Sequence[StudyInput],
+    engine: Engine,
+    sink: ResultSink,
+    *,
+    now: datetime,
     on_done: Callable[[StudyResult], None] | None = None,
 ) -> list[StudyResult]:
     """Analyse each study in turn and publish it; returns the results in input order."""

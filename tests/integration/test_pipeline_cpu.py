@@ -27,8 +27,9 @@ def _run(folder: Path, models_dir: Path, out: Path) -> tuple[list[StudyResult], 
     return analyse_all(scan_folder(folder).studies, engine, sink, now=NOW), sink
 
 
-def test_full_lidc_series_is_analysed_on_cpu_and_gets_an_sr(lidc_dir: Path, tiny_models_dir: Path,
-                                                            tmp_path: Path) -> None:
+def test_full_lidc_series_is_analysed_on_cpu_and_gets_an_sr(
+    lidc_dir: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
     (result,), sink = _run(lidc_dir, tiny_models_dir, tmp_path)
     (outcome,) = result.outcomes
     assert outcome.task == Task.LUNG_NODULE
@@ -36,32 +37,41 @@ def test_full_lidc_series_is_analysed_on_cpu_and_gets_an_sr(lidc_dir: Path, tiny
     assert outcome.provider == "CPUExecutionProvider"
     assert result.decision.priority in (Priority.ROUTINE, Priority.URGENT)
     sr_path, summary = sink.written[result.study_uid]
-    assert sr_path is not None and summary.is_file()
+    assert sr_path is not None
+    assert summary.is_file()
     sr = pydicom.dcmread(sr_path)
     assert sr.StudyInstanceUID == result.study_uid
     assert sr.Modality == "SR"
-    assert "AI" in sr.SeriesDescription and "unverified" in sr.SeriesDescription
+    assert "AI" in sr.SeriesDescription
+    assert "unverified" in sr.SeriesDescription
 
 
-def test_rerunning_a_study_gives_the_same_sr_uid(lidc_dir: Path, tiny_models_dir: Path, tmp_path: Path) -> None:
+def test_rerunning_a_study_gives_the_same_sr_uid(
+    lidc_dir: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
     subset = tmp_path / "in"
     shutil.copytree(lidc_dir, subset)
     (first,), _ = _run(subset, tiny_models_dir, tmp_path / "a")
     (second,), _ = _run(subset, tiny_models_dir, tmp_path / "b")
-    assert first.sr is not None and second.sr is not None
+    assert first.sr is not None
+    assert second.sr is not None
     assert first.sr.SOPInstanceUID == second.sr.SOPInstanceUID
 
 
-def test_truncated_16_slice_series_is_not_analysed_with_the_reason(shared_data: Path, tiny_models_dir: Path,
-                                                                   tmp_path: Path) -> None:
+def test_truncated_16_slice_series_is_not_analysed_with_the_reason(
+    shared_data: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
     (result,), sink = _run(shared_data / "lidc-idri-0001-subset16", tiny_models_dir, tmp_path)
     assert result.decision.priority == Priority.NOT_ANALYSED
-    assert any("16 slices" in r and "40" in r for r in result.decision.reasons), result.decision.reasons
+    assert any("16 slices" in r and "40" in r for r in result.decision.reasons), (
+        result.decision.reasons
+    )
     assert sink.written[result.study_uid][0] is not None, "a NOT_ANALYSED study still gets an SR"
 
 
-def test_abdominal_ct_is_not_analysed_because_no_series_qualifies(shared_data: Path, tiny_models_dir: Path,
-                                                                  tmp_path: Path) -> None:
+def test_abdominal_ct_is_not_analysed_because_no_series_qualifies(
+    shared_data: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
     (result,), _ = _run(shared_data / "non-chest-ct-totalseg", tiny_models_dir, tmp_path)
     assert result.decision.priority == Priority.NOT_ANALYSED
     (reason,) = result.decision.reasons
@@ -69,8 +79,9 @@ def test_abdominal_ct_is_not_analysed_because_no_series_qualifies(shared_data: P
     assert "body part PARTIALBODY" in reason
 
 
-def test_cr_with_zero_pixel_spacing_is_not_analysed_and_says_why(shared_data: Path, tiny_models_dir: Path,
-                                                                 tmp_path: Path) -> None:
+def test_cr_with_zero_pixel_spacing_is_not_analysed_and_says_why(
+    shared_data: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(shared_data / "nema-wg04-cr" / "RG1_UNCR.dcm", folder)
@@ -79,12 +90,14 @@ def test_cr_with_zero_pixel_spacing_is_not_analysed_and_says_why(shared_data: Pa
     assert any("pixel spacing" in r for r in result.decision.reasons), result.decision.reasons
 
 
-def test_real_cr_tibia_is_analysed_once_it_has_a_pixel_spacing(shared_data: Path, tiny_models_dir: Path,
-                                                                  tmp_path: Path) -> None:
+def test_real_cr_tibia_is_analysed_once_it_has_a_pixel_spacing(
+    shared_data: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     ds = pydicom.dcmread(shared_data / "nema-wg04-cr" / "RG3_UNCR.dcm")
-    assert "PixelSpacing" not in ds and "ImagerPixelSpacing" not in ds  # as distributed: no spacing
+    assert "PixelSpacing" not in ds  # as distributed: no spacing
+    assert "ImagerPixelSpacing" not in ds
     as_is = tmp_path / "as-is"
     as_is.mkdir()
     shutil.copy(shared_data / "nema-wg04-cr" / "RG3_UNCR.dcm", as_is)
@@ -95,19 +108,22 @@ def test_real_cr_tibia_is_analysed_once_it_has_a_pixel_spacing(shared_data: Path
     ds.save_as(folder / "rg3.dcm")
     (result,), sink = _run(folder, tiny_models_dir, tmp_path / "out")
     (outcome,) = result.outcomes
-    assert outcome.task == Task.FRACTURE and outcome.failure is None
+    assert outcome.task == Task.FRACTURE
+    assert outcome.failure is None
     assert sink.written[result.study_uid][0] is not None
 
 
-def test_junk_and_corrupt_files_are_skipped_and_the_rest_analysed(shared_data: Path, tiny_models_dir: Path,
-                                                                  tmp_path: Path) -> None:
+def test_junk_and_corrupt_files_are_skipped_and_the_rest_analysed(
+    shared_data: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "mixed" / "deeper"
     shutil.copytree(shared_data / "lidc-idri-0001-subset16", folder)
     (folder / "notes.txt").write_text("not dicom")
     (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00garbage")
     scan = scan_folder(tmp_path / "mixed")
     assert {p.path.name for p in scan.skipped} >= {"notes.txt", "broken.dcm"}
-    assert len(scan.studies) == 1 and scan.studies[0].series[0].n_instances == 16
+    assert len(scan.studies) == 1
+    assert scan.studies[0].series[0].n_instances == 16
 
 
 def test_missing_model_gives_not_analysed_never_routine(lidc_dir: Path, tmp_path: Path) -> None:
@@ -116,11 +132,15 @@ def test_missing_model_gives_not_analysed_never_routine(lidc_dir: Path, tmp_path
     assert any("no model for lung_nodule" in r for r in result.decision.reasons)
 
 
-def test_weights_with_a_wrong_checksum_are_refused(lidc_dir: Path, tiny_models_dir: Path, tmp_path: Path) -> None:
+def test_weights_with_a_wrong_checksum_are_refused(
+    lidc_dir: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
     models = tmp_path / "models"
     shutil.copytree(tiny_models_dir, models)
     onnx = models / "lung_nodule_tiny" / "model.onnx"
     onnx.write_bytes(onnx.read_bytes() + b"tampered")
     (result,), _ = _run(lidc_dir, models, tmp_path / "out")
     assert result.decision.priority == Priority.NOT_ANALYSED
-    assert any("sha256" in r and "refusing" in r for r in result.decision.reasons), result.decision.reasons
+    assert any("sha256" in r and "refusing" in r for r in result.decision.reasons), (
+        result.decision.reasons
+    )

@@ -1,10 +1,10 @@
 """FROC and CPM with LUNA16 rules, via MONAI's FROC helpers, with bootstrap confidence intervals.
 
-LUNA16: a detection is a hit when its centre lies within the radius of a reference nodule; each nodule
-keeps its highest-scoring hit, further hits on the same nodule are ignored (neither TP nor FP), and any
-detection hitting no nodule is a false positive. CPM is the mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4
-and 8 false positives per scan. MONAI's ``compute_froc_score`` defaults to CAMELYON's rates, so the
-LUNA16 rates are passed explicitly.
+LUNA16: a detection is a hit when its centre lies within the radius of a reference nodule; each
+nodule keeps its highest-scoring hit, further hits on the same nodule are ignored (neither TP nor
+FP), and any detection hitting no nodule is a false positive. CPM is the mean sensitivity at 1/8,
+1/4, 1/2, 1, 2, 4 and 8 false positives per scan. MONAI's ``compute_froc_score`` defaults to
+CAMELYON's rates, so the LUNA16 rates are passed explicitly.
 """
 
 from __future__ import annotations
@@ -22,30 +22,58 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class ScanResult:
-    """Detections and references of one scan (centres in mm, any common frame)."""
+    """One scan: detection scores and which reference target each detection hits."""
 
-    pred_centers_mm: F64  # (N, D)
     pred_scores: F64  # (N,)
-    gt_centers_mm: F64  # (M, D)
-    gt_radius_mm: F64  # (M,)
+    hits: npt.NDArray[np.bool_]  # (N, T): detection n hits target t
+
+    @property
+    def n_targets(self) -> int:
+        """Return the number of reference targets in the scan."""
+        return int(self.hits.shape[1])
+
+
+def scan_from_centers(
+    pred_centers_mm: F64, pred_scores: F64, gt_centers_mm: F64, gt_radius_mm: F64
+) -> ScanResult:
+    """LUNA16 rule: a detection hits a nodule when its centre lies within the nodule's radius."""
+    dims = np.asarray(gt_centers_mm).shape[-1]
+    pred = np.asarray(pred_centers_mm, dtype=np.float64).reshape(len(pred_scores), dims)
+    gt = np.asarray(gt_centers_mm, dtype=np.float64).reshape(len(gt_radius_mm), dims)
+    dist = (
+        np.linalg.norm(pred[:, None, :] - gt[None, :, :], axis=2)
+        if len(gt)
+        else np.zeros((len(pred), 0))
+    )
+    return ScanResult(
+        np.asarray(pred_scores, dtype=np.float64), dist <= np.asarray(gt_radius_mm)[None, :]
+    )
+
+
+def scan_from_boxes(pred_centers_px: F64, pred_scores: F64, gt_boxes_px: F64) -> ScanResult:
+    """Box rule: a detection hits a reference box when its centre lies inside the box."""
+    pred = np.asarray(pred_centers_px, dtype=np.float64).reshape(len(pred_scores), 2)
+    gt = np.asarray(gt_boxes_px, dtype=np.float64).reshape(-1, 4)
+    inside = (
+        (pred[:, None, 0] >= gt[None, :, 0])
+        & (pred[:, None, 0] <= gt[None, :, 2])
+        & (pred[:, None, 1] >= gt[None, :, 1])
+        & (pred[:, None, 1] <= gt[None, :, 3])
+    )
+    return ScanResult(np.asarray(pred_scores, dtype=np.float64), inside)
 
 
 def match_scan(scan: ScanResult) -> tuple[list[float], list[float], int]:
-    """Return (fp scores, tp scores — one per detected nodule, its best hit —, number of nodules)."""
-    n_gt = len(scan.gt_centers_mm)
-    best = np.full(n_gt, -1.0)
+    """Return (fp scores, tp scores — one per detected target: its best hit —, n targets)."""
+    best = np.full(scan.n_targets, -1.0)
     fps: list[float] = []
-    for center, score in zip(scan.pred_centers_mm, scan.pred_scores, strict=True):
-        if n_gt:
-            dist = np.linalg.norm(scan.gt_centers_mm - center[None, :], axis=1)
-            hits = np.nonzero(dist <= scan.gt_radius_mm)[0]
-        else:
-            hits = np.zeros(0, dtype=int)
-        if hits.size == 0:
+    for score, row in zip(scan.pred_scores, scan.hits, strict=True):
+        hit = np.nonzero(row)[0]
+        if hit.size == 0:
             fps.append(float(score))
-        for h in hits:
+        for h in hit:
             best[h] = max(best[h], float(score))
-    return fps, [float(b) for b in best if b >= 0], n_gt
+    return fps, [float(b) for b in best if b >= 0], scan.n_targets
 
 
 def froc(scans: Sequence[ScanResult]) -> tuple[F64, F64, tuple[float, ...], float]:
@@ -60,13 +88,19 @@ def froc(scans: Sequence[ScanResult]) -> tuple[F64, F64, tuple[float, ...], floa
         targets += n
     if targets == 0:
         raise ValueError("FROC needs at least one reference nodule, got none")
-    # MONAI skips the lowest threshold (CAMELYON code); a sentinel keeps every real detection counted.
+    # MONAI skips the lowest threshold (CAMELYON code); a sentinel keeps every real detection
+    # counted.
     fp_arr = np.asarray(fp_all + [-1.0])
     tp_arr = np.asarray(tp_all)
     fps_per_scan, sens = compute_froc_curve_data(fp_arr, tp_arr, targets, len(scans))
     at_rates = tuple(float(s) for s in _sens_at(fps_per_scan, sens, LUNA16_FP_RATES))
     cpm = float(compute_froc_score(fps_per_scan, sens, LUNA16_FP_RATES))
-    return np.asarray(fps_per_scan, dtype=np.float64), np.asarray(sens, dtype=np.float64), at_rates, cpm
+    return (
+        np.asarray(fps_per_scan, dtype=np.float64),
+        np.asarray(sens, dtype=np.float64),
+        at_rates,
+        cpm,
+    )
 
 
 def _sens_at(fps: F64, sens: F64, rates: Sequence[float]) -> F64:
@@ -81,7 +115,7 @@ def bootstrap_ci(
     cpms, rows = [], []
     for _ in range(n_boot):
         pick = [scans[i] for i in rng.integers(0, len(scans), len(scans))]
-        if sum(len(s.gt_centers_mm) for s in pick) == 0:
+        if sum(s.n_targets for s in pick) == 0:
             continue
         _, _, at, cpm = froc(pick)
         cpms.append(cpm)

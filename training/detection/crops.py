@@ -1,8 +1,9 @@
 """Box-aware random crops and augmentations for detection training (2-D or 3-D, numpy).
 
-Crops are drawn positive (centred near a random box) or negative (anywhere), flips and in-plane 90 degree
-rotations move the boxes with the image, and intensities get contrast / offset / noise jitter so the model
-does not learn one generator's grey levels. Boxes are MONAI StandardMode in voxel coordinates.
+Crops are drawn positive (centred near a random box) or negative (anywhere), flips and in-plane 90
+degree rotations move the boxes with the image, and intensities get contrast / offset / noise jitter
+so the model does not learn one generator's grey levels. Boxes are MONAI StandardMode in voxel
+coordinates.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ class Sample:
     boxes: F32
 
 
-def random_crop(sample: Sample, crop: tuple[int, ...], rng: np.random.Generator, *, positive: bool) -> Sample:
+def random_crop(
+    sample: Sample, crop: tuple[int, ...], rng: np.random.Generator, *, positive: bool
+) -> Sample:
     """Return a crop of ``crop`` voxels; boxes whose centre falls inside are kept and clipped."""
     dims = len(crop)
     shape = np.asarray(sample.image.shape)
@@ -58,7 +61,8 @@ def augment(sample: Sample, rng: np.random.Generator) -> Sample:
             n = image.shape[axis]
             image = np.flip(image, axis=axis)
             lo, hi = boxes[:, axis].copy(), boxes[:, axis + dims].copy()
-            boxes[:, axis], boxes[:, axis + dims] = n - hi, n - lo
+            # voxel centres at integers: index i -> n - 1 - i, so a box [lo, hi] -> [n-1-hi, n-1-lo]
+            boxes[:, axis], boxes[:, axis + dims] = n - 1 - hi, n - 1 - lo
     if image.shape[0] == image.shape[1] and rng.random() < 0.5:
         image = np.swapaxes(image, 0, 1)
         boxes = boxes[:, [1, 0, *range(2, dims), dims + 1, dims, *range(dims + 2, 2 * dims)]]

@@ -21,12 +21,12 @@ def load_checkpoint_network(cfg: TrainConfig, checkpoint: Path) -> torch.nn.Modu
     """Build the config's network and load a checkpoint (``weights_only=True``)."""
     network = build_network(cfg.network, cfg.detection)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    network.load_state_dict(state["network"] if "network" in state else state)
+    network.load_state_dict(state.get("network", state))
     return network.eval()
 
 
 def parity(network: torch.nn.Module, onnx_path: Path, inputs: list[np.ndarray]) -> float:
-    """Return the max abs difference of every head output, torch vs ONNX Runtime, over the inputs."""
+    """Return the max abs difference of each head output, torch vs ONNX Runtime, over the inputs."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wrapper = HeadOutputs(network).eval()
     worst = 0.0
@@ -39,9 +39,17 @@ def parity(network: torch.nn.Module, onnx_path: Path, inputs: list[np.ndarray]) 
 
 
 def export_model(
-    cfg: TrainConfig, checkpoint: Path, model_dir: Path, *, version: str, change: str,
-    intended_use: str, training_data: dict[str, object], citations: tuple[str, ...] = (),
-    real_inputs: list[np.ndarray] | None = None, tolerance: float = 1e-3,
+    cfg: TrainConfig,
+    checkpoint: Path,
+    model_dir: Path,
+    *,
+    version: str,
+    change: str,
+    intended_use: str,
+    training_data: dict[str, object],
+    citations: tuple[str, ...] = (),
+    real_inputs: list[np.ndarray] | None = None,
+    tolerance: float = 1e-3,
 ) -> ModelCard:
     """Write ``model.onnx`` + ``model.yaml`` into ``model_dir`` and return the card.
 
@@ -53,21 +61,38 @@ def export_model(
     onnx_path = model_dir / "model.onnx"
     export_onnx(network, cfg.network, str(onnx_path), example_shape=cfg.crop_size)
     if onnx_path.stat().st_size > MAX_ONNX_BYTES:
-        raise ValueError(f"ONNX file must be <= 25 MB, got {onnx_path.stat().st_size / 2**20:.1f} MB")
+        raise ValueError(
+            f"ONNX file must be <= 25 MB, got {onnx_path.stat().st_size / 2**20:.1f} MB"
+        )
     rng = np.random.default_rng(0)
     inputs = [rng.random((1, 1, *cfg.crop_size), dtype=np.float32)] + list(real_inputs or [])
     max_diff = parity(network, onnx_path, inputs)
     if max_diff > tolerance:
-        raise ValueError(f"torch vs ONNX parity must be <= {tolerance}, got max abs diff {max_diff:.2e}")
+        raise ValueError(
+            f"torch vs ONNX parity must be <= {tolerance}, got max abs diff {max_diff:.2e}"
+        )
     old = _previous_changelog(model_dir)
     card = ModelCard(
-        name=cfg.model_name, version=version, task=cfg.task, intended_use=intended_use,
-        network=cfg.network, detection=cfg.detection, preprocess=cfg.preprocess,
+        name=cfg.model_name,
+        version=version,
+        task=cfg.task,
+        intended_use=intended_use,
+        network=cfg.network,
+        detection=cfg.detection,
+        preprocess=cfg.preprocess,
         io=IOContract(output_names=tuple(output_names(len(cfg.network.returned_layers) + 1))),
-        weights=WeightsRef(file="model.onnx", sha256=sha256_file(onnx_path), format="onnx",
-                           source=f"triage export of {checkpoint.name}; parity max abs diff {max_diff:.1e}"),
-        training_data=training_data, citations=citations,
-        changelog=(*old, ChangelogEntry(version=version, date=dt.date.today().isoformat(), change=change)),
+        weights=WeightsRef(
+            file="model.onnx",
+            sha256=sha256_file(onnx_path),
+            format="onnx",
+            source=f"triage export of {checkpoint.name}; parity max abs diff {max_diff:.1e}",
+        ),
+        training_data=training_data,
+        citations=citations,
+        changelog=(
+            *old,
+            ChangelogEntry(version=version, date=dt.date.today().isoformat(), change=change),
+        ),
     )
     write_card(card, model_dir)
     return card

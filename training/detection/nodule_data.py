@@ -14,14 +14,17 @@ from triage.synth.ct_phantom import generate_ct_phantom
 
 
 def phantom_sample(seed: int, prep: PreprocessSpec, *, n_slices: int = 64) -> Sample:
-    """Render a chest slab at the card's voxel size, preprocess it as serving does, box its nodules."""
+    """Render a chest slab at the card's voxel size, preprocess it like serving, box its nodules."""
     rng = np.random.default_rng(seed + 7_000_000)
     spacing = (prep.target_spacing_mm[0], prep.target_spacing_mm[1], prep.target_spacing_mm[2])
     shape = (int(rng.integers(300, 390)), int(rng.integers(250, 330)), n_slices)
     n = int(rng.choice([0, 1, 2, 3, 4, 5], p=[0.08, 0.2, 0.24, 0.24, 0.14, 0.1]))
     thickness = float(rng.uniform(0.6, 2.5))
     phantom = generate_ct_phantom(
-        seed, spacing_ijk_mm=spacing, shape_ijk=shape, slice_thickness_mm=max(thickness, spacing[2] * 0.5),
+        seed,
+        spacing_ijk_mm=spacing,
+        shape_ijk=shape,
+        slice_thickness_mm=max(thickness, spacing[2] * 0.5),
         n_nodules=n,
     )
     prepared = preprocess(phantom.volume, prep)
@@ -46,8 +49,10 @@ def _cached(args: tuple[int, PreprocessSpec, Path]) -> Sample:
     return Sample(sample.image.astype(np.float16), sample.boxes)
 
 
-def build_pool(seeds: list[int], prep: PreprocessSpec, *, cache: Path, workers: int = 2) -> list[Sample]:
-    """Return samples for the seeds, rendering missing ones in parallel and caching them (float16)."""
+def build_pool(
+    seeds: list[int], prep: PreprocessSpec, *, cache: Path, workers: int = 2
+) -> list[Sample]:
+    """Return samples for the seeds, rendering missing ones in parallel and caching (float16)."""
     cache.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(_cached, [(s, prep, cache) for s in seeds]))

@@ -6,8 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from training.detection import fracture_data, nodule_data
 from training.detection.config import load_config
-from training.detection.nodule_data import build_pool
 from training.detection.train import train
 
 
@@ -21,7 +21,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     cfg = load_config(args.config)
     seeds = list(range(*cfg.data.train_seeds))
-    pool = build_pool(seeds, cfg.preprocess, cache=cfg.data.cache_dir, workers=cfg.data_workers)
+    data = nodule_data if cfg.task == "lung_nodule" else fracture_data
+    pool = data.build_pool(
+        seeds, cfg.preprocess, cache=cfg.data.cache_dir, workers=cfg.data_workers
+    )
     train(cfg, pool, args.out, resume=args.resume)
 
 

@@ -1,8 +1,8 @@
 """Operational errors of the triage engine (STYLE H13).
 
-Builtins (``ValueError``, ``TypeError``) signal programmer misuse. The classes here signal operational
-failures that an edge maps once: to a study outcome (NOT_ANALYSED / FAILED), an HTTP status or a DIMSE
-status. Messages never carry patient identifiers (STYLE H14).
+Builtins (``ValueError``, ``TypeError``) signal programmer misuse. The classes here signal
+operational failures that an edge maps once: to a study outcome (NOT_ANALYSED / FAILED), an HTTP
+status or a DIMSE status. Messages never carry patient identifiers (STYLE H14).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a finding is: nodules on CT, fractures on radiographs, in named units and frames (STYLE H5-H8)."""
+"""What a finding is: CT nodules and radiograph fractures, in named units and frames (H5-H8)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from triage.core.types import Float3
 
 @dataclass(frozen=True, slots=True)
 class Box3D:
-    """An axis-aligned box in continuous voxel coordinates of the *source* volume, ``(i, j, k)`` order.
+    """An axis-aligned box in continuous voxel coordinates of the *source* volume, ``(i, j, k)``.
 
-    Integer coordinates are voxel centres (the affine's convention, and MONAI's), so the corners map to
-    patient space through the volume's affine directly, with no half-voxel shift.
+    Integer coordinates are voxel centres (the affine's convention, and MONAI's), so the corners map
+    to patient space through the volume's affine directly, with no half-voxel shift.
     """
 
     min_ijk: tuple[float, float, float]  # low corner
@@ -23,7 +23,7 @@ class Box3D:
 
 @dataclass(frozen=True, slots=True)
 class Box2D:
-    """An axis-aligned box on a 2-D image in DICOM SCOORD pixel coordinates, ``(column, row)`` order.
+    """An axis-aligned box on a 2-D image in DICOM SCOORD pixel coordinates, ``(column, row)``.
 
     As in SCOORD graphic data, (0, 0) is the top-left corner of the top-left pixel, so the centre of
     pixel (c, r) is (c + 0.5, r + 0.5).

@@ -1,7 +1,7 @@
 """How urgent a study is: the clinicians' rules, pure and fast to test (STYLE H2).
 
-The AI may raise a study's priority, never lower one: any failure to analyse is ``NOT_ANALYSED`` with a
-reason, never a silent ``ROUTINE`` (STYLE H20).
+The AI may raise a study's priority, never lower one: any failure to analyse is ``NOT_ANALYSED``
+with a reason, never a silent ``ROUTINE`` (STYLE H20).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ _RANK = {Priority.ROUTINE: 0, Priority.NOT_ANALYSED: 1, Priority.URGENT: 2, Prio
 def rank(priority: Priority) -> int:
     """Return the worklist rank: higher is read first. NOT_ANALYSED sits above ROUTINE.
 
-    >>> rank(Priority.STAT) > rank(Priority.URGENT) > rank(Priority.NOT_ANALYSED) > rank(Priority.ROUTINE)
+    >>> P = Priority
+    >>> rank(P.STAT) > rank(P.URGENT) > rank(P.NOT_ANALYSED) > rank(P.ROUTINE)
     True
     """
     return _RANK[priority]
@@ -73,7 +74,10 @@ class TriageDecision:
 def _nodule_priority(f: NoduleFinding, p: LungPolicy) -> tuple[Priority, str | None]:
     if f.score < p.min_score:
         return Priority.ROUTINE, None
-    text = f"nodule {f.diameter_mm:.1f} mm (Lung-RADS size {f.lung_rads_size.value}), score {f.score:.2f}"
+    text = (
+        f"nodule {f.diameter_mm:.1f} mm (Lung-RADS size {f.lung_rads_size.value}), "
+        f"score {f.score:.2f}"
+    )
     if p.stat_diameter_mm is not None and f.diameter_mm >= p.stat_diameter_mm:
         return Priority.STAT, f"{text} >= {p.stat_diameter_mm:g} mm"
     if f.diameter_mm >= p.urgent_diameter_mm:
@@ -123,7 +127,9 @@ def prioritise(
         best = Priority.NOT_ANALYSED
     if best == Priority.ROUTINE:
         n = sum(1 for f in findings if _score(f) >= _min_score(f, policy))
-        reasons.append(f"no finding meets the urgent rule ({n} finding(s) above the score threshold)")
+        reasons.append(
+            f"no finding meets the urgent rule ({n} finding(s) above the score threshold)"
+        )
     return TriageDecision(priority=best, reasons=tuple(reasons), policy_version=policy.version)
 
 

@@ -337,7 +337,7 @@ def read_headers(paths: Iterable[str | os.PathLike[str]]) -> list[Dataset]:
     Some anonymisers blank SOPClassUID / SOPInstanceUID in the data set but keep them in the file
     meta information (the TotalSegmentator sample does); the meta values are the same instance's.
     """
-    out = []
+    out: list[Dataset] = []
     for path in paths:
         ds = dcmread(path, stop_before_pixels=True)
         meta = getattr(ds, "file_meta", None)

@@ -22,7 +22,9 @@ _CODE_TO_LPS = {
 }
 
 
-def voxel_to_lps(affine_lps: npt.NDArray[np.float64], ijk: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def voxel_to_lps(
+    affine_lps: npt.NDArray[np.float64], ijk: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
     """Map voxel indices ``(..., 3)`` in (i, j, k) order to LPS millimetres.
 
     >>> voxel_to_lps(np.diag([2.0, 2.0, 3.0, 1.0]), [1, 1, 1]).tolist()
@@ -32,7 +34,9 @@ def voxel_to_lps(affine_lps: npt.NDArray[np.float64], ijk: npt.ArrayLike) -> npt
     return np.asarray(pts @ affine_lps[:3, :3].T + affine_lps[:3, 3], dtype=np.float64)
 
 
-def lps_to_voxel(affine_lps: npt.NDArray[np.float64], xyz_lps_mm: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def lps_to_voxel(
+    affine_lps: npt.NDArray[np.float64], xyz_lps_mm: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
     """Map LPS millimetres ``(..., 3)`` to continuous voxel indices (i, j, k).
 
     >>> lps_to_voxel(np.diag([2.0, 2.0, 3.0, 1.0]), [2.0, 2.0, 3.0]).tolist()
@@ -62,18 +66,22 @@ def reorient(volume: Volume, target_codes: str) -> Volume:
     """Return the volume with its axes permuted and flipped to the target codes; no resampling.
 
     Raises:
-        ValueError: if ``target_codes`` is not three distinct axes such as ``"RAS"``, or the volume's
-            axes are too oblique to map one-to-one onto patient axes.
+        ValueError: if ``target_codes`` is not three distinct axes such as ``"RAS"``, or the
+            volume's axes are too oblique to map one-to-one onto patient axes.
     """
     codes = target_codes.upper()
     if len(codes) != 3 or any(c not in _CODE_TO_LPS for c in codes):
-        raise ValueError(f"target_codes must be three of L/R, P/A, S/I such as 'RAS', got {target_codes!r}")
+        raise ValueError(
+            f"target_codes must be three of L/R, P/A, S/I such as 'RAS', got {target_codes!r}"
+        )
     if len({_CODE_TO_LPS[c][0] for c in codes}) != 3:
         raise ValueError(f"target_codes must name three different axes, got {target_codes!r}")
     current = axis_codes(volume.affine_lps)
     src_axis_of_lps = {_CODE_TO_LPS[c][0]: (n, _CODE_TO_LPS[c][1]) for n, c in enumerate(current)}
     if len(src_axis_of_lps) != 3:
-        raise ValueError(f"volume axes must map one-to-one onto patient axes, got codes {current!r}")
+        raise ValueError(
+            f"volume axes must map one-to-one onto patient axes, got codes {current!r}"
+        )
     data_ijk = volume.to_ijk()
     perm: list[int] = []
     flips: list[bool] = []

@@ -1,8 +1,8 @@
 """The one array-with-geometry type (STYLE H7).
 
 Axis order is fixed here, once: ``array`` is indexed ``[k, j, i]`` (slice, row, column) and
-``affine_lps`` maps a voxel index column ``(i, j, k, 1)`` to patient LPS millimetres. Networks that follow
-MONAI's convention take ``(i, j, k)``; :func:`to_ijk` gives that view.
+``affine_lps`` maps a voxel index column ``(i, j, k, 1)`` to patient LPS millimetres. Networks that
+follow MONAI's convention take ``(i, j, k)``; :func:`to_ijk` gives that view.
 """
 
 from __future__ import annotations

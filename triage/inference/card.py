@@ -1,7 +1,8 @@
-"""Model cards: the I/O contract, provenance and intended use of a model, enforced at load (STYLE H18).
+"""Model cards: a model's I/O contract, provenance and intended use, enforced at load (STYLE H18).
 
-A card is ``models/<name>/model.yaml``. The runtime refuses to load weights whose sha256 differs from the
-card, and the pipeline follows the card's voxel size, window and detection settings — never its own.
+A card is ``models/<name>/model.yaml``. The runtime refuses to load weights whose sha256 differs
+from the card, and the pipeline follows the card's voxel size, window and detection settings — never
+its own.
 """
 
 from __future__ import annotations

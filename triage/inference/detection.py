@@ -1,9 +1,10 @@
 """RetinaNet post-processing in numpy: anchors, box decoding, per-level selection, clipping and NMS.
 
-A line-for-line re-implementation of MONAI's ``AnchorGeneratorWithAnchorShape``, ``BoxCoder.decode_single``,
-``BoxSelector.select_boxes_per_image`` and ``batched_nms`` (MONAI 1.6), so the ONNX path needs no torch and
-gives the same boxes as ``RetinaNetDetector`` (a parity test checks it). Boxes are MONAI's StandardMode:
-``(x0, y0, [z0,] x1, y1, [z1])`` in voxel coordinates of the network input, axes in (i, j[, k]) order.
+A line-for-line re-implementation of MONAI's ``AnchorGeneratorWithAnchorShape``,
+``BoxCoder.decode_single``, ``BoxSelector.select_boxes_per_image`` and ``batched_nms`` (MONAI 1.6),
+so the ONNX path needs no torch and gives the same boxes as ``RetinaNetDetector`` (a parity test
+checks it). Boxes are MONAI's StandardMode: ``(x0, y0, [z0,] x1, y1, [z1])`` in voxel coordinates of
+the network input, axes in (i, j[, k]) order.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def grid_anchors(
     anchors = []
     for size, base in zip(grid_sizes, cell_anchors(detection), strict=True):
         strides = [image_size[a] // size[a] for a in range(dims)]
-        centers = [np.arange(size[a], dtype=np.int64) * strides[a] + strides[a] // 2 for a in range(dims)]
+        centers = [
+            np.arange(size[a], dtype=np.int64) * strides[a] + strides[a] // 2 for a in range(dims)
+        ]
         mesh = np.meshgrid(*centers, indexing="ij")
         shifts = np.stack([m.reshape(-1) for m in mesh] * 2, axis=1).astype(np.float32)
         anchors.append((shifts[:, None, :] + base[None, :, :]).reshape(-1, 2 * dims))
@@ -55,7 +58,7 @@ def grid_anchors(
 
 
 def reshape_map(result_map: F32, num_anchors: int) -> F32:
-    """Return ``(B, C*A, *spatial)`` head output as ``(B, prod(spatial)*A, C)``, MONAI's ordering."""
+    """Return ``(B, C*A, *spatial)`` head output as ``(B, prod(spatial)*A, C)`` (MONAI order)."""
     batch, channels = result_map.shape[:2]
     spatial = result_map.shape[2:]
     per_anchor = channels // num_anchors
@@ -108,7 +111,8 @@ def box_iou(boxes: F32, box: F32) -> F32:
     rb = np.minimum(boxes[:, dims:], box[dims:])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=1, dtype=np.float32)
     union = area + area_one - inter
-    return (inter / (union + np.finfo(np.float32).eps)).astype(np.float32)
+    iou: F32 = (inter / (union + np.finfo(np.float32).eps)).astype(np.float32)
+    return iou
 
 
 def nms(boxes: F32, scores: F32, threshold: float, max_proposals: int) -> npt.NDArray[np.int64]:
@@ -129,7 +133,9 @@ def nms(boxes: F32, scores: F32, threshold: float, max_proposals: int) -> npt.ND
 
 
 def select_boxes(
-    boxes_per_level: Sequence[F32], logits_per_level: Sequence[F32], image_size: Sequence[int],
+    boxes_per_level: Sequence[F32],
+    logits_per_level: Sequence[F32],
+    image_size: Sequence[int],
     detection: DetectionSpec,
 ) -> Detections:
     """Per level: sigmoid, score threshold, top-k, clip; then class-wise NMS over all levels."""
@@ -152,12 +158,16 @@ def select_boxes(
     if boxes_t.shape[0] == 0:
         return Detections(boxes_t, scores_t, labels_t)
     offsets = labels_t.astype(np.float32) * (boxes_t.max() + 1)
-    keep_idx = nms(boxes_t + offsets[:, None], scores_t, detection.nms_thresh, detection.detections_per_img)
+    keep_idx = nms(
+        boxes_t + offsets[:, None], scores_t, detection.nms_thresh, detection.detections_per_img
+    )
     return Detections(boxes_t[keep_idx], scores_t[keep_idx], labels_t[keep_idx])
 
 
 def postprocess(
-    head_outputs: Sequence[F32], padded_size: Sequence[int], image_size: Sequence[int],
+    head_outputs: Sequence[F32],
+    padded_size: Sequence[int],
+    image_size: Sequence[int],
     detection: DetectionSpec,
 ) -> Detections:
     """Turn the six (or 2 x levels) head maps of one image into selected boxes.
@@ -174,5 +184,7 @@ def postprocess(
     anchors = grid_anchors(detection, padded_size, grid_sizes)
     logits = [reshape_map(m, detection.num_anchors)[0] for m in cls_maps]
     regs = [reshape_map(m, detection.num_anchors)[0] for m in box_maps]
-    boxes = [decode_boxes(r, a, detection.box_coder_weights) for r, a in zip(regs, anchors, strict=True)]
+    boxes = [
+        decode_boxes(r, a, detection.box_coder_weights) for r, a in zip(regs, anchors, strict=True)
+    ]
     return select_boxes(boxes, logits, image_size, detection)

@@ -1,4 +1,4 @@
-"""Run a RetinaNet the way MONAI's ``RetinaNetDetector`` does, with any runtime that returns numpy maps."""
+"""Run a RetinaNet as MONAI's ``RetinaNetDetector`` does, with any runtime returning numpy maps."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def uses_sliding_window(image_size: Sequence[int], detection: DetectionSpec) -> 
     return int(np.prod(image_size)) > int(np.prod(detection.roi_size))
 
 
-def detect(image: F32, head: HeadFn, detection: DetectionSpec, *, use_inferer: bool | None = None) -> Detections:
+def detect(
+    image: F32, head: HeadFn, detection: DetectionSpec, *, use_inferer: bool | None = None
+) -> Detections:
     """Detect boxes in one preprocessed image ``(*spatial)`` in 0..1.
 
     Args:

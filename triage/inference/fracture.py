@@ -37,17 +37,34 @@ def normalise(array: F32, low_pct: float, high_pct: float) -> F32:
     return np.clip((array - lo) / (hi - lo), 0, 1).astype(np.float32)
 
 
-def resize_to_spacing(array: F32, spacing_rc_mm: tuple[float, float], target_mm: tuple[float, float]) -> F32:
-    """Resample a (rows, cols) image to the target pixel size with SimpleITK (linear, antialiased)."""
+def resize_to_spacing(
+    array: F32, spacing_rc_mm: tuple[float, float], target_mm: tuple[float, float]
+) -> F32:
+    """Resample a (rows, cols) image to the target pixel size (SimpleITK, linear, antialiased)."""
     image = sitk.GetImageFromArray(array.astype(np.float32))
     image.SetSpacing((spacing_rc_mm[1], spacing_rc_mm[0]))
     shrink = (target_mm[1] / spacing_rc_mm[1], target_mm[0] / spacing_rc_mm[0])
     if max(shrink) > 1.5:  # smooth before decimating, like an antialiasing filter
-        image = sitk.SmoothingRecursiveGaussian(image, [0.5 * t for t in (target_mm[1], target_mm[0])])
-    size = [max(int(round(s * sp / t)), 1) for s, sp, t in zip(image.GetSize(), image.GetSpacing(),
-                                                                  (target_mm[1], target_mm[0]), strict=True)]
-    out = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, (0.0, 0.0),
-                        (target_mm[1], target_mm[0]), (1.0, 0.0, 0.0, 1.0), 0.0, sitk.sitkFloat32)
+        image = sitk.SmoothingRecursiveGaussian(
+            image, [0.5 * t for t in (target_mm[1], target_mm[0])]
+        )
+    size = [
+        max(int(round(s * sp / t)), 1)
+        for s, sp, t in zip(
+            image.GetSize(), image.GetSpacing(), (target_mm[1], target_mm[0]), strict=True
+        )
+    ]
+    out = sitk.Resample(
+        image,
+        size,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        (0.0, 0.0),
+        (target_mm[1], target_mm[0]),
+        (1.0, 0.0, 0.0, 1.0),
+        0.0,
+        sitk.sitkFloat32,
+    )
     return sitk.GetArrayFromImage(out).astype(np.float32)
 
 
@@ -55,12 +72,13 @@ def preprocess(radiograph: Radiograph, prep: PreprocessSpec) -> PreparedImage:
     """Resample to the card's pixel size and normalise; refuses images without a usable pixel size.
 
     Raises:
-        UnsupportedStudy: no usable pixel spacing — fracture size and shape depend on it, and guessing
-            would silently change what the model sees.
+        UnsupportedStudy: no usable pixel spacing — fracture size and shape depend on it, and
+            guessing would silently change what the model sees.
     """
     if radiograph.pixel_spacing_mm is None:
         raise UnsupportedStudy(
-            f"radiograph must have a usable pixel spacing for fracture triage, got {radiograph.spacing_source}"
+            "radiograph must have a usable pixel spacing for fracture triage, "
+            f"got {radiograph.spacing_source}"
         )
     target = (prep.target_spacing_mm[1], prep.target_spacing_mm[0])  # (row, col) mm
     resized = resize_to_spacing(radiograph.array, radiograph.pixel_spacing_mm, target)
@@ -73,7 +91,11 @@ def preprocess(radiograph: Radiograph, prep: PreprocessSpec) -> PreparedImage:
 
 
 def to_findings(
-    detections: Detections, prepared: PreparedImage, radiograph: Radiograph, *, min_score: float = 0.0
+    detections: Detections,
+    prepared: PreparedImage,
+    radiograph: Radiograph,
+    *,
+    min_score: float = 0.0,
 ) -> list[FractureFinding]:
     """Map boxes in network pixels back to source pixels (and mm when the spacing is known)."""
     sx, sy = prepared.source_px_per_input_px

@@ -32,7 +32,9 @@ class Prepared:
 def preprocess(volume: Volume, prep: PreprocessSpec) -> Prepared:
     """Reorient to the card's axis codes, resample to its voxel size and apply its HU window."""
     if len(prep.target_spacing_mm) != 3:
-        raise ValueError(f"target_spacing_mm must have 3 values for CT, got {prep.target_spacing_mm}")
+        raise ValueError(
+            f"target_spacing_mm must have 3 values for CT, got {prep.target_spacing_mm}"
+        )
     oriented = reorient(volume, prep.axcodes)
     spacing = (prep.target_spacing_mm[0], prep.target_spacing_mm[1], prep.target_spacing_mm[2])
     resampled = resample_to_spacing(oriented, spacing, default_value=prep.intensity.low)
@@ -41,17 +43,26 @@ def preprocess(volume: Volume, prep: PreprocessSpec) -> Prepared:
 
 
 def boxes_from_centers(
-    centers_lps_mm: npt.ArrayLike, diameters_mm: npt.ArrayLike, prepared_affine: npt.NDArray[np.float64]
+    centers_lps_mm: npt.ArrayLike,
+    diameters_mm: npt.ArrayLike,
+    prepared_affine: npt.NDArray[np.float64],
 ) -> F32:
-    """Return StandardMode boxes (network voxels) of spheres given in LPS mm — the training targets."""
-    centers = lps_to_voxel(prepared_affine, np.asarray(centers_lps_mm, dtype=np.float64).reshape(-1, 3))
+    """Return StandardMode boxes (network voxels) of spheres given in LPS mm: training targets."""
+    centers = lps_to_voxel(
+        prepared_affine, np.asarray(centers_lps_mm, dtype=np.float64).reshape(-1, 3)
+    )
     spacing = np.linalg.norm(prepared_affine[:3, :3], axis=0)
     half = np.asarray(diameters_mm, dtype=np.float64).reshape(-1, 1) / 2.0 / spacing[None, :]
     return np.concatenate([centers - half, centers + half], axis=1).astype(np.float32)
 
 
 def to_findings(
-    detections: Detections, prepared: Prepared, source: Volume, *, series_uid: str, min_score: float = 0.0
+    detections: Detections,
+    prepared: Prepared,
+    source: Volume,
+    *,
+    series_uid: str,
+    min_score: float = 0.0,
 ) -> list[NoduleFinding]:
     """Map boxes in network voxels to nodule findings in LPS mm and source-volume voxels."""
     spacing = np.linalg.norm(prepared.affine_lps[:3, :3], axis=0)
@@ -62,13 +73,17 @@ def to_findings(
         lo, hi = box[:3].astype(np.float64), box[3:].astype(np.float64)
         extent_mm = (hi - lo) * spacing
         center = voxel_to_lps(prepared.affine_lps, (lo + hi) / 2.0)
-        corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        corners = np.array(
+            [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+        )
         src = lps_to_voxel(source.affine_lps, voxel_to_lps(prepared.affine_lps, corners))
         findings.append(
             NoduleFinding(
                 center_lps_mm=(float(center[0]), float(center[1]), float(center[2])),
                 diameter_mm=float((extent_mm[0] + extent_mm[1]) / 2.0),
-                volume_mm3=ellipsoid_volume_mm3((float(extent_mm[0]), float(extent_mm[1]), float(extent_mm[2]))),
+                volume_mm3=ellipsoid_volume_mm3(
+                    (float(extent_mm[0]), float(extent_mm[1]), float(extent_mm[2]))
+                ),
                 score=float(score),
                 series_uid=series_uid,
                 box_ijk=Box3D(

@@ -1,8 +1,9 @@
 """Build the torch RetinaNet a model card describes (training, export and the torch runtime only).
 
-Serving with ONNX Runtime never imports this module, so the service needs no torch. The bundle-compatible
-ResNet-50 network is built with MONAI's ``resnet_fpn_feature_extractor`` so its state-dict keys are the
-bundle's; smaller networks use MONAI's ``BackboneWithFPN`` with a narrower FPN, as the issue measured.
+Serving with ONNX Runtime never imports this module, so the service needs no torch. The
+bundle-compatible ResNet-50 network is built with MONAI's ``resnet_fpn_feature_extractor`` so its
+state-dict keys are the bundle's; smaller networks use MONAI's ``BackboneWithFPN`` with a narrower
+FPN, as the issue measured.
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ from collections.abc import Sequence
 try:
     import torch
     from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
-    from monai.apps.detection.networks.retinanet_network import RetinaNet, resnet_fpn_feature_extractor
+    from monai.apps.detection.networks.retinanet_network import (
+        RetinaNet,
+        resnet_fpn_feature_extractor,
+    )
     from monai.apps.detection.utils.anchor_utils import AnchorGeneratorWithAnchorShape
     from monai.networks.blocks.backbone_fpn_utils import BackboneWithFPN
     from monai.networks.blocks.feature_pyramid_network import LastLevelMaxPool
     from monai.networks.nets import resnet
 except ImportError as e:  # pragma: no cover - exercised only without the extra
-    raise ImportError("training and export need the 'train' extra: pip install 'triage[train]'") from e
+    raise ImportError(
+        "training and export need the 'train' extra: pip install 'triage[train]'"
+    ) from e
 
 from triage.inference.spec import DetectionSpec, NetworkSpec
 
@@ -73,7 +79,7 @@ def build_anchor_generator(detection: DetectionSpec) -> AnchorGeneratorWithAncho
 def build_detector(
     spec: NetworkSpec, detection: DetectionSpec, network: RetinaNet | None = None
 ) -> RetinaNetDetector:
-    """Return MONAI's ``RetinaNetDetector`` configured exactly like the card (the parity reference)."""
+    """Return MONAI's ``RetinaNetDetector`` configured exactly per the card (parity reference)."""
     det = RetinaNetDetector(
         network=network if network is not None else build_network(spec, detection),
         anchor_generator=build_anchor_generator(detection),
@@ -89,14 +95,17 @@ def build_detector(
         detections_per_img=detection.detections_per_img,
     )
     det.set_sliding_window_inferer(
-        roi_size=list(detection.roi_size), overlap=detection.overlap, sw_batch_size=1, mode="constant",
+        roi_size=list(detection.roi_size),
+        overlap=detection.overlap,
+        sw_batch_size=1,
+        mode="constant",
         device="cpu",
     )
     return det
 
 
 class HeadOutputs(torch.nn.Module):
-    """Wrap a RetinaNet so it returns a flat tuple: classification maps, then box-regression maps."""
+    """Wrap a RetinaNet to return a flat tuple: classification maps, then box-regression maps."""
 
     def __init__(self, network: RetinaNet) -> None:
         super().__init__()
@@ -112,7 +121,9 @@ def output_names(n_levels: int) -> list[str]:
     return [f"cls_{i}" for i in range(n_levels)] + [f"box_{i}" for i in range(n_levels)]
 
 
-def export_onnx(network: RetinaNet, spec: NetworkSpec, path: str, *, example_shape: Sequence[int]) -> None:
+def export_onnx(
+    network: RetinaNet, spec: NetworkSpec, path: str, *, example_shape: Sequence[int]
+) -> None:
     """Export the head outputs to ONNX with dynamic spatial axes (opset 17)."""
     network = network.eval()
     n_levels = len(spec.returned_layers) + 1
@@ -120,10 +131,20 @@ def export_onnx(network: RetinaNet, spec: NetworkSpec, path: str, *, example_sha
     example = torch.zeros((1, 1, *example_shape), dtype=torch.float32)
     spatial = {0: "batch", **{2 + d: f"s{d}" for d in range(spec.spatial_dims)}}
     names = output_names(n_levels)
-    dynamic = {"image": spatial, **{n: {0: "batch", **{2 + d: f"{n}_s{d}" for d in range(spec.spatial_dims)}}
-                                    for n in names}}
+    dynamic = {
+        "image": spatial,
+        **{
+            n: {0: "batch", **{2 + d: f"{n}_s{d}" for d in range(spec.spatial_dims)}} for n in names
+        },
+    }
     with torch.no_grad():
         torch.onnx.export(
-            wrapper, (example,), path, input_names=["image"], output_names=names,
-            dynamic_axes=dynamic, opset_version=17, dynamo=False,
+            wrapper,
+            (example,),
+            path,
+            input_names=["image"],
+            output_names=names,
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
         )

@@ -1,4 +1,4 @@
-"""The runtime seam: one Protocol, one explicit dict of factories (STYLE H11). numpy in, numpy out."""
+"""The runtime seam: one Protocol, one explicit dict of factories (STYLE H11); numpy in and out."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ class RuntimeOptions:
 class Runtime(Protocol):
     """Run the network of a card: named float32 inputs -> named outputs."""
 
-    def infer(self, inputs: Mapping[str, npt.NDArray[np.float32]]) -> dict[str, npt.NDArray[np.float32]]:
+    def infer(
+        self, inputs: Mapping[str, npt.NDArray[np.float32]]
+    ) -> dict[str, npt.NDArray[np.float32]]:
         """Run one forward pass."""
         ...
 
@@ -62,8 +64,10 @@ def make_runtime(kind: str, card: ModelCard, model_dir: Path, opts: RuntimeOptio
     return factory(card, model_dir, opts)
 
 
-def head_function(runtime: Runtime, card: ModelCard) -> Callable[[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]]]:
-    """Return a function ``image -> [cls_*, box_*]`` for :func:`triage.inference.detector.detect`."""
+def head_function(
+    runtime: Runtime, card: ModelCard
+) -> Callable[[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]]]:
+    """Return the ``image -> [cls_*, box_*]`` callable that :func:`.detector.detect` takes."""
     names = card.io.output_names
 
     def head(image: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:

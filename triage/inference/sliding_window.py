@@ -1,9 +1,10 @@
-"""Sliding-window inference for multi-scale head outputs, numpy port of MONAI's constant-weight mode.
+"""Sliding-window inference for multi-scale head outputs: MONAI's constant-weight mode in numpy.
 
 MONAI's ``sliding_window_inference`` pads an image smaller than the window, visits windows at
-``int(roi * (1 - overlap))`` steps (the last one flush with the border), scales each window's position to
-every output's resolution, averages overlapping windows, and crops the padding back off. This module does
-exactly that for ``mode="constant"``, so the ONNX path matches ``RetinaNetDetector(use_inferer=True)``.
+``int(roi * (1 - overlap))`` steps (the last one flush with the border), scales each window's
+position to every output's resolution, averages overlapping windows, and crops the padding back off.
+This module does exactly that for ``mode="constant"``, so the ONNX path matches
+``RetinaNetDetector(use_inferer=True)``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ F32 = npt.NDArray[np.float32]
 Predictor = Callable[[F32], Sequence[F32]]
 
 
-def scan_starts(image_size: Sequence[int], roi_size: Sequence[int], overlap: float) -> list[list[int]]:
+def scan_starts(
+    image_size: Sequence[int], roi_size: Sequence[int], overlap: float
+) -> list[list[int]]:
     """Return the window start indices along each axis (MONAI ``dense_patch_slices``).
 
     >>> scan_starts([10], [4], 0.25)
@@ -29,11 +32,15 @@ def scan_starts(image_size: Sequence[int], roi_size: Sequence[int], overlap: flo
         interval = roi if roi == size else max(int(roi * (1 - overlap)), 1)
         num = int(math.ceil(float(size) / interval))
         count = next((d + 1 for d in range(num) if d * interval + roi >= size), 1)
-        starts.append([idx * interval - max(idx * interval + roi - size, 0) for idx in range(count)])
+        starts.append(
+            [idx * interval - max(idx * interval + roi - size, 0) for idx in range(count)]
+        )
     return starts
 
 
-def sliding_window(image: F32, predictor: Predictor, roi_size: Sequence[int], overlap: float) -> list[F32]:
+def sliding_window(
+    image: F32, predictor: Predictor, roi_size: Sequence[int], overlap: float
+) -> list[F32]:
     """Run ``predictor`` over windows of ``image`` (``(1, C, *spatial)``) and stitch every output.
 
     Each output of the predictor may have its own resolution (an FPN level); window positions are
@@ -42,7 +49,10 @@ def sliding_window(image: F32, predictor: Predictor, roi_size: Sequence[int], ov
     dims = image.ndim - 2
     orig = list(image.shape[2:])
     roi = [min(r, 10**9) if r > 0 else s for r, s in zip(roi_size, orig, strict=True)]
-    pad = [(max(r - s, 0) // 2, max(r - s, 0) - max(r - s, 0) // 2) for r, s in zip(roi, orig, strict=True)]
+    pad = [
+        (max(r - s, 0) // 2, max(r - s, 0) - max(r - s, 0) // 2)
+        for r, s in zip(roi, orig, strict=True)
+    ]
     if any(p for pair in pad for p in pair):
         image = np.pad(image, [(0, 0), (0, 0), *pad], mode="constant")
     size = list(image.shape[2:])
@@ -58,7 +68,11 @@ def sliding_window(image: F32, predictor: Predictor, roi_size: Sequence[int], ov
             for out in patch_out:
                 z = [o / float(r) for o, r in zip(out.shape[2:], roi, strict=True)]
                 scales.append(z)
-                shape = [out.shape[0], out.shape[1], *(int(s * f) for s, f in zip(size, z, strict=True))]
+                shape = [
+                    out.shape[0],
+                    out.shape[1],
+                    *(int(s * f) for s, f in zip(size, z, strict=True)),
+                ]
                 outputs.append(np.zeros(shape, dtype=np.float32))
                 counts.append(np.zeros([1, 1, *shape[2:]], dtype=np.float32))
                 for w in windows:

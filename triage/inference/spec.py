@@ -1,7 +1,8 @@
 """The model I/O contract as data: network shape, detection head settings and preprocessing.
 
-These pydantic models are what a model card (``model.yaml``) declares; the same values build the torch
-network for training/export and drive the numpy post-processing at serving time, so the two cannot drift.
+These pydantic models are what a model card (``model.yaml``) declares; the same values build the
+torch network for training/export and drive the numpy post-processing at serving time, so the two
+cannot drift.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ class _Strict(BaseModel):
 
 
 class NetworkSpec(_Strict):
-    """A MONAI ResNet-FPN RetinaNet. The bundle's is ResNet-50 bottleneck [3,4,6,3], 256 FPN channels."""
+    """A MONAI ResNet-FPN RetinaNet (bundle: ResNet-50 bottleneck [3,4,6,3], 256 FPN channels)."""
 
     spatial_dims: Literal[2, 3] = 3
     block: Literal["basic", "bottleneck"] = "bottleneck"
@@ -32,7 +33,9 @@ class NetworkSpec(_Strict):
     def _dims_match(self) -> NetworkSpec:
         for name in ("conv1_t_size", "conv1_t_stride"):
             if len(getattr(self, name)) != self.spatial_dims:
-                raise ValueError(f"{name} must have {self.spatial_dims} values, got {getattr(self, name)}")
+                raise ValueError(
+                    f"{name} must have {self.spatial_dims} values, got {getattr(self, name)}"
+                )
         return self
 
 
@@ -59,9 +62,10 @@ class DetectionSpec(_Strict):
 class IntensitySpec(_Strict):
     """How raw values become network input in 0..1.
 
-    ``window``: ``[low, high]`` (HU for CT) mapped to 0..1 and clipped, like MONAI's ScaleIntensityRanged.
-    ``percentile``: the image's own ``[low, high]`` percentiles mapped to 0..1 (radiographs, whose values
-    have no physical unit).
+    ``window``: ``[low, high]`` (HU for CT) mapped to 0..1 and clipped, like MONAI's
+    ScaleIntensityRanged.
+    ``percentile``: the image's own ``[low, high]`` percentiles mapped to 0..1 (radiographs, whose
+    values have no physical unit).
     """
 
     mode: Literal["window", "percentile"] = "window"
@@ -70,7 +74,7 @@ class IntensitySpec(_Strict):
 
 
 class PreprocessSpec(_Strict):
-    """Geometry the network expects: voxel size (i, j[, k]) in mm and axis codes (MONAI convention)."""
+    """Geometry the network expects: voxel size (i, j[, k]) in mm and axis codes (MONAI's)."""
 
     target_spacing_mm: tuple[float, ...] = (0.703125, 0.703125, 1.25)
     axcodes: str = "RAS"

@@ -1,11 +1,12 @@
 """Synthetic chest CT phantoms with known nodules, for training and tests.
 
-A phantom is a random *anatomy* (body outline with fat layer, two lungs with a domed base, mediastinum and
-heart, trachea, spine, ribs, branching vessel trees) plus 0..n nodules (solid, part-solid, ground-glass;
-lobulated or spiculated; some touching the pleura), rendered on any axial grid with a partial-volume edge,
-slice-thickness blur, correlated noise and a vendor-like HU offset. Everything is drawn from wide ranges so
-that a model trained on it has to learn "round, denser-than-lung, not a tube" rather than one generator's
-look. Ground truth is the nodule centre in LPS mm and its nominal diameter.
+A phantom is a random *anatomy* (body outline with fat layer, two lungs with a domed base,
+mediastinum and heart, trachea, spine, ribs, branching vessel trees) plus 0..n nodules (solid,
+part-solid, ground-glass; lobulated or spiculated; some touching the pleura), rendered on any axial
+grid with a partial-volume edge, slice-thickness blur, correlated noise and a vendor-like HU offset.
+Everything is drawn from wide ranges so that a model trained on it has to learn "round,
+denser-than-lung, not a tube" rather than one generator's look. Ground truth is the nodule centre in
+LPS mm and its nominal diameter.
 
 Not anatomy-accurate; not for any clinical use.
 """
@@ -57,7 +58,10 @@ class _Anatomy:
 
 
 def make_grid(
-    *, spacing_ijk_mm: tuple[float, float, float], shape_ijk: tuple[int, int, int], z_start_mm: float
+    *,
+    spacing_ijk_mm: tuple[float, float, float],
+    shape_ijk: tuple[int, int, int],
+    z_start_mm: float,
 ) -> Grid:
     """Return an axial grid centred in x/y on the patient axis, starting at ``z_start_mm``."""
     nx, ny, nz = shape_ijk
@@ -80,7 +84,10 @@ def _random_anatomy(rng: np.random.Generator, z_mid_mm: float) -> _Anatomy:
         body_a_mm=a,
         body_b_mm=b,
         lung_centers=((-(gap + lung_w), cy), (gap + lung_w * rng.uniform(0.95, 1.05), cy)),
-        lung_axes=((lung_w, lung_h), (lung_w * rng.uniform(0.9, 1.05), lung_h * rng.uniform(0.95, 1.05))),
+        lung_axes=(
+            (lung_w, lung_h),
+            (lung_w * rng.uniform(0.9, 1.05), lung_h * rng.uniform(0.95, 1.05)),
+        ),
         z_apex_mm=z_mid_mm + length * rng.uniform(0.45, 0.55),
         z_base_mm=z_mid_mm - length * rng.uniform(0.45, 0.55),
         lung_hu=rng.uniform(-900, -780),
@@ -131,14 +138,28 @@ def _render_body(grid: Grid, anat: _Anatomy, rng: np.random.Generator) -> tuple[
 
 def _render_mediastinum(image: F32, grid: Grid, anat: _Anatomy, rng: np.random.Generator) -> None:
     zc = anat.z_base_mm + rng.uniform(40, 70)
-    heart = blob(grid, (rng.uniform(5, 30), -0.25 * anat.body_b_mm, zc), rng.uniform(45, 60),
-                 axes_scale=(1.2, 0.9, 0.8))
+    heart = blob(
+        grid,
+        (rng.uniform(5, 30), -0.25 * anat.body_b_mm, zc),
+        rng.uniform(45, 60),
+        axes_scale=(1.2, 0.9, 0.8),
+    )
     if heart is not None:
         paint(image, heart[0], heart[1], rng.uniform(30, 55))
     aorta_x = rng.uniform(-10, 15)
     for a, b, r, hu in (
-        ((aorta_x, -0.1 * anat.body_b_mm, anat.z_apex_mm - 20), (aorta_x, -0.1 * anat.body_b_mm, zc), 14, 45),
-        ((0, -0.35 * anat.body_b_mm, anat.z_apex_mm + 30), (0, -0.2 * anat.body_b_mm, zc + 40), 8, -1000),
+        (
+            (aorta_x, -0.1 * anat.body_b_mm, anat.z_apex_mm - 20),
+            (aorta_x, -0.1 * anat.body_b_mm, zc),
+            14,
+            45,
+        ),
+        (
+            (0, -0.35 * anat.body_b_mm, anat.z_apex_mm + 30),
+            (0, -0.2 * anat.body_b_mm, zc + 40),
+            8,
+            -1000,
+        ),
     ):
         cap = capsule(grid, a, b, r * rng.uniform(0.85, 1.15))
         if cap is not None:
@@ -152,7 +173,9 @@ def _render_bones(image: F32, grid: Grid, anat: _Anatomy, rng: np.random.Generat
     spine = capsule(grid, (0, anat.y_spine_mm, z0), (0, anat.y_spine_mm, z1), spine_r)
     if spine is not None:
         paint(image, spine[0], spine[1], bone_hu)
-    canal = capsule(grid, (0, anat.y_spine_mm + spine_r + 6, z0), (0, anat.y_spine_mm + spine_r + 6, z1), 7)
+    canal = capsule(
+        grid, (0, anat.y_spine_mm + spine_r + 6, z0), (0, anat.y_spine_mm + spine_r + 6, z1), 7
+    )
     if canal is not None:
         paint(image, canal[0], canal[1], 20.0)
     rib_r = rng.uniform(3.0, 5.0)
@@ -160,9 +183,11 @@ def _render_bones(image: F32, grid: Grid, anat: _Anatomy, rng: np.random.Generat
     for z_rib in np.arange(z0, z1, rng.uniform(22, 30)):
         for side in (-1.0, 1.0):  # posterior (near the spine) -> lateral -> anterior, descending
             pts = [
-                (side * anat.body_a_mm * scale * abs(np.cos(t)),
-                 anat.body_b_mm * scale * np.sin(t) * -1.0,
-                 z_rib - 12.0 * (1 + np.sin(t)) / 2)
+                (
+                    side * anat.body_a_mm * scale * abs(np.cos(t)),
+                    anat.body_b_mm * scale * np.sin(t) * -1.0,
+                    z_rib - 12.0 * (1 + np.sin(t)) / 2,
+                )
                 for t in np.linspace(np.pi * -0.45, np.pi * 0.4, 10)
             ]
             for p, q in zip(pts[:-1], pts[1:], strict=True):
@@ -172,8 +197,11 @@ def _render_bones(image: F32, grid: Grid, anat: _Anatomy, rng: np.random.Generat
 
 
 def _grow_tree(
-    rng: np.random.Generator, start: npt.NDArray[np.float64], direction: npt.NDArray[np.float64],
-    radius_mm: float, out: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]],
+    rng: np.random.Generator,
+    start: npt.NDArray[np.float64],
+    direction: npt.NDArray[np.float64],
+    radius_mm: float,
+    out: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]],
 ) -> None:
     if radius_mm < 0.5 or len(out) > 2500:
         return
@@ -187,14 +215,18 @@ def _grow_tree(
         _grow_tree(rng, end, child, radius_mm * rng.uniform(0.62, 0.8), out)
 
 
-def _render_vessels(image: F32, lungs: F32, grid: Grid, anat: _Anatomy, rng: np.random.Generator) -> None:
+def _render_vessels(
+    image: F32, lungs: F32, grid: Grid, anat: _Anatomy, rng: np.random.Generator
+) -> None:
     segments: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]] = []
     z_hilum = (anat.z_apex_mm + anat.z_base_mm) / 2 + rng.uniform(-20, 20)
     for side in (0, 1):
         (cx, cy), (ax, _) = anat.lung_centers[side], anat.lung_axes[side]
         hilum = np.array([cx + np.sign(-cx) * ax * 0.7, cy, z_hilum])
         for _ in range(int(rng.integers(6, 11))):
-            d = np.array([np.sign(cx) * rng.uniform(0.1, 1.0), rng.uniform(-1, 1), rng.uniform(-1.2, 1.2)])
+            d = np.array(
+                [np.sign(cx) * rng.uniform(0.1, 1.0), rng.uniform(-1, 1), rng.uniform(-1.2, 1.2)]
+            )
             _grow_tree(rng, hilum, d / np.linalg.norm(d), rng.uniform(3.5, 6.5), segments)
     vessel_hu = rng.uniform(20, 70)
     occupancy = np.zeros_like(image)
@@ -214,8 +246,12 @@ def _nodule_bumps(rng: np.random.Generator, *, spiculated: bool) -> npt.NDArray[
 
 
 def _place_nodule(
-    rng: np.random.Generator, lung_signed: list[npt.NDArray[np.float32]], grid: Grid, radius_mm: float,
-    *, juxta: bool,
+    rng: np.random.Generator,
+    lung_signed: list[npt.NDArray[np.float32]],
+    grid: Grid,
+    radius_mm: float,
+    *,
+    juxta: bool,
 ) -> tuple[float, float, float] | None:
     """Pick a centre inside a lung, deep enough (or touching the pleura for juxta-pleural)."""
     for _ in range(60):
@@ -228,8 +264,14 @@ def _place_nodule(
     return None
 
 
-def _render_nodule(image: F32, grid: Grid, center: tuple[float, float, float], diameter_mm: float,
-                   kind: str, rng: np.random.Generator) -> None:
+def _render_nodule(
+    image: F32,
+    grid: Grid,
+    center: tuple[float, float, float],
+    diameter_mm: float,
+    kind: str,
+    rng: np.random.Generator,
+) -> None:
     spiculated = bool(rng.random() < 0.3)
     bumps = _nodule_bumps(rng, spiculated=spiculated)
     scale = (rng.uniform(0.85, 1.15), rng.uniform(0.85, 1.15), rng.uniform(0.8, 1.2))
@@ -251,13 +293,15 @@ def _render_nodule(image: F32, grid: Grid, center: tuple[float, float, float], d
         for _ in range(int(rng.integers(4, 12))):
             d = rng.normal(0, 1, 3)
             d /= np.linalg.norm(d)
-            cap = capsule(grid, c + d * r * 0.8, c + d * r * rng.uniform(1.3, 1.9), rng.uniform(0.4, 0.9))
+            cap = capsule(
+                grid, c + d * r * 0.8, c + d * r * rng.uniform(1.3, 1.9), rng.uniform(0.4, 0.9)
+            )
             if cap is not None:
                 paint(image, cap[0], cap[1], solid_hu if kind != "ground_glass" else ggo_hu)
 
 
 def _acquire(image: F32, grid: Grid, thickness_mm: float, rng: np.random.Generator) -> F32:
-    """Apply scanner blur along z (slice profile) and in-plane (kernel), correlated noise and offset."""
+    """Apply scanner blur along z (slice profile) and in-plane (kernel), noise and offset."""
     sx = abs(float(grid.x_mm[1] - grid.x_mm[0]))
     sz = abs(float(grid.z_mm[1] - grid.z_mm[0])) if grid.z_mm.size > 1 else thickness_mm
     sigma_inplane_vox = rng.uniform(0.3, 0.9) * 0.7 / sx
@@ -292,13 +336,18 @@ def generate_ct_phantom(
     rng = np.random.default_rng(seed)
     thickness = slice_thickness_mm or spacing_ijk_mm[2]
     z_mid = rng.uniform(-180, 40)
-    grid = make_grid(spacing_ijk_mm=spacing_ijk_mm, shape_ijk=shape_ijk,
-                     z_start_mm=z_mid - (shape_ijk[2] - 1) * spacing_ijk_mm[2] / 2)
+    grid = make_grid(
+        spacing_ijk_mm=spacing_ijk_mm,
+        shape_ijk=shape_ijk,
+        z_start_mm=z_mid - (shape_ijk[2] - 1) * spacing_ijk_mm[2] / 2,
+    )
     anat = _random_anatomy(rng, z_mid)
     image, _ = _render_body(grid, anat, rng)
     lung_signed = [_lung_signed_mm(grid, anat, s) for s in (0, 1)]
     _render_mediastinum(image, grid, anat, rng)
-    _render_vessels(image, ramp(np.maximum(*lung_signed).astype(np.float64), grid.edge_mm), grid, anat, rng)
+    _render_vessels(
+        image, ramp(np.maximum(*lung_signed).astype(np.float64), grid.edge_mm), grid, anat, rng
+    )
     _render_bones(image, grid, anat, rng)
     count = int(rng.integers(0, 6)) if n_nodules is None else n_nodules
     nodules: list[NoduleTruth] = []
@@ -309,7 +358,8 @@ def generate_ct_phantom(
         juxta = bool(rng.random() < 0.25)
         center = _place_nodule(rng, lung_signed, grid, diameter / 2, juxta=juxta)
         if center is None or any(
-            np.linalg.norm(np.subtract(center, n.center_lps_mm)) < (diameter + n.diameter_mm) for n in nodules
+            np.linalg.norm(np.subtract(center, n.center_lps_mm)) < (diameter + n.diameter_mm)
+            for n in nodules
         ):
             continue
         _render_nodule(image, grid, center, diameter, kind, rng)

@@ -2,8 +2,8 @@
 
 A bone is a tube whose outer half-width ``R(u)`` follows a shaft with flared metaphyses and rounded
 ends, with a cortical shell of thickness ``t(u)`` that thins towards the ends. The X-ray path length
-through an elliptical cross-section at distance ``v`` from the axis is ``2 k sqrt(R^2 - v^2)``, so the
-projection shows what real radiographs show: bright cortical margins, a darker medulla and
+through an elliptical cross-section at distance ``v`` from the axis is ``2 k sqrt(R^2 - v^2)``, so
+the projection shows what real radiographs show: bright cortical margins, a darker medulla and
 trabecular ends. Attenuation values are *net* of the soft tissue the bone displaces.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from triage.synth.dr_geometry import F32, F64, ArcPath, Frame, StraightPath, Window
+from triage.synth.dr_geometry import F32, F64, ArcPath, Frame, StraightPath, Window, as_f32
 
 MU_CORTEX_PER_MM = 0.045  # net of soft tissue
 MU_MARROW_PER_MM = 0.008
@@ -70,7 +70,9 @@ def radius_profile(bone: Bone, u: F32) -> tuple[F32, F32]:
     waist = 1.0 - 0.06 * np.sin(np.pi * np.clip(u / length, 0.0, 1.0))
     outer = rad * waist * (1.0 + bone.flare[0] * near0 + bone.flare[1] * near1)
     outer = outer * _cap(u, bone.cap_mm[0]) * _cap(length - u, bone.cap_mm[1])
-    shaft = 1.0 - np.maximum(np.exp(-((u / (3 * rad)) ** 2)), np.exp(-(((length - u) / (3 * rad)) ** 2)))
+    shaft = 1.0 - np.maximum(
+        np.exp(-((u / (3 * rad)) ** 2)), np.exp(-(((length - u) / (3 * rad)) ** 2))
+    )
     thickness = 0.5 + (bone.cortex_mm - 0.5) * shaft
     inner = np.maximum(outer - thickness, 0.0)
     return outer.astype(np.float32), inner.astype(np.float32)
@@ -79,9 +81,9 @@ def radius_profile(bone: Bone, u: F32) -> tuple[F32, F32]:
 def _cap(dist_from_end_mm: F32, cap_mm: float) -> F32:
     """Return the rounding factor of an end: an ellipse over ``cap_mm``, 0 beyond the end."""
     if cap_mm <= 0:
-        return (dist_from_end_mm >= 0).astype(np.float32)
+        return as_f32(dist_from_end_mm >= 0)
     e = np.clip((cap_mm - dist_from_end_mm) / cap_mm, 0.0, None)
-    return np.sqrt(np.clip(1.0 - e * e, 0.0, 1.0)).astype(np.float32)
+    return as_f32(np.sqrt(np.clip(1.0 - e * e, 0.0, 1.0)))
 
 
 def bone_attenuation(
@@ -109,18 +111,22 @@ def bone_attenuation(
     path_outer = k2 * np.sqrt(np.clip(outer * outer - v * v, 0.0, None))
     path_inner = k2 * np.sqrt(np.clip(inner * inner - v * v, 0.0, None))
     length = bone.path.length_mm
-    end_weight = np.maximum(np.exp(-((u / (4 * bone.radius_mm)) ** 2)),
-                            np.exp(-(((length - u) / (4 * bone.radius_mm)) ** 2)))
-    marrow = MU_MARROW_PER_MM * (1.0 + 1.2 * end_weight) * (1.0 + 0.45 * texture) + marrow_extra * 0.02
+    end_weight = np.maximum(
+        np.exp(-((u / (4 * bone.radius_mm)) ** 2)),
+        np.exp(-(((length - u) / (4 * bone.radius_mm)) ** 2)),
+    )
+    marrow = (
+        MU_MARROW_PER_MM * (1.0 + 1.2 * end_weight) * (1.0 + 0.25 * texture) + marrow_extra * 0.02
+    )
     att = MU_CORTEX_PER_MM * (path_outer - path_inner) + marrow * path_inner
     att = att * _fade(u, bone.fade_mm[0]) * _fade(length - u, bone.fade_mm[1])
-    return (att * bone.density).astype(np.float32)
+    return as_f32(att * bone.density)
 
 
 def _fade(dist_from_end_mm: F32, fade_mm: float) -> F32 | float:
     if fade_mm <= 0:
         return 1.0
-    return np.clip(dist_from_end_mm / fade_mm, 0.0, 1.0).astype(np.float32)
+    return as_f32(np.clip(dist_from_end_mm / fade_mm, 0.0, 1.0))
 
 
 def bone_window(bone: Bone, frame: Frame, *, pad_mm: float = 2.0) -> Window | None:

@@ -18,9 +18,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from triage.synth.dr_bone import Bone, bone_attenuation, radius_profile
-from triage.synth.dr_geometry import F32, F64, smoothstep
+from triage.synth.dr_geometry import F32, F64, as_f32, smoothstep
 
 FRACTURE_KINDS = ("cortical_break", "displaced", "buckle")
 
@@ -30,8 +31,8 @@ class FractureTruth:
     """A fracture in a synthetic radiograph.
 
     Attributes:
-        box_col_row: (c0, r0, c1, r1) pixel indices; c1 and r1 are exclusive. The box is tight around
-            the fracture region plus a margin of at least 2 mm on each side.
+        box_col_row: (c0, r0, c1, r1) pixel indices; c1 and r1 are exclusive. The box is tight
+            around the fracture region plus a margin of at least 2 mm on each side.
         kind: "cortical_break" | "displaced" | "buckle".
         bone: name of the fractured bone in the phantom ("rib_post_R6", "tibia", ...).
     """
@@ -78,23 +79,43 @@ def random_fracture(bone: Bone, kind: str, rng: np.random.Generator) -> Fracture
             extent = (-outer - 1.0, outer + 1.0)
         else:
             depth_in = side * (inner - rng.uniform(0.0, 0.5) * inner)
-            extent = tuple(sorted((side * (outer + 1.0), depth_in)))
-        return FractureSpec(kind, obliquity_rad=rng.uniform(-0.6, 0.6), width_mm=rng.uniform(0.3, 1.5),
-                            extent_v_mm=extent, depth_frac=rng.uniform(0.55, 0.95), **common)
+            lo, hi = sorted((side * (outer + 1.0), depth_in))
+            extent = (lo, hi)
+        return FractureSpec(
+            kind,
+            obliquity_rad=rng.uniform(-0.6, 0.6),
+            width_mm=rng.uniform(0.3, 1.5),
+            extent_v_mm=extent,
+            depth_frac=rng.uniform(0.55, 0.95),
+            **common,
+        )
     if kind == "displaced":
         lateral = rng.uniform(0.15, 1.0) * outer * rng.choice([-1.0, 1.0])
         along = rng.uniform(-0.4, 0.5) * outer
         tilt = rng.uniform(0.0, 0.25) * rng.choice([-1.0, 1.0]) if bone.site == "long_bone" else 0.0
-        return FractureSpec(kind, obliquity_rad=rng.uniform(-0.9, 0.9), width_mm=rng.uniform(0.3, 1.2),
-                            shift_mm=(along, lateral), tilt_rad=tilt, **common)
-    return FractureSpec(kind, bulge_mm=rng.uniform(0.12, 0.3) * outer, bulge_len_mm=rng.uniform(1.2, 3.5),
-                        bulge_side=int(rng.choice([-1, 0, 1])), depth_frac=rng.uniform(0.4, 1.0), **common)
+        return FractureSpec(
+            kind,
+            obliquity_rad=rng.uniform(-0.9, 0.9),
+            width_mm=rng.uniform(0.3, 1.2),
+            shift_mm=(along, lateral),
+            tilt_rad=tilt,
+            **common,
+        )
+    return FractureSpec(
+        kind,
+        bulge_mm=rng.uniform(0.12, 0.3) * outer,
+        bulge_len_mm=rng.uniform(1.2, 3.5),
+        bulge_side=int(rng.choice([-1, 0, 1])),
+        depth_frac=rng.uniform(0.4, 1.0),
+        **common,
+    )
 
 
-def line_u(spec: FractureSpec, v: F32 | F64) -> F32 | F64:
-    """Return the u of the fracture line at each v."""
-    jag = np.interp(v, spec.jag_v_mm, spec.jag_du_mm)
-    return (spec.u0_mm + math.tan(spec.obliquity_rad) * v + jag).astype(v.dtype)
+def line_u(spec: FractureSpec, v: npt.ArrayLike) -> F64:
+    """Return the u of the fracture line at each v (float64; callers cast where they need)."""
+    vv = np.asarray(v, dtype=np.float64)
+    jag = np.interp(vv, spec.jag_v_mm, spec.jag_du_mm)
+    return np.asarray(spec.u0_mm + math.tan(spec.obliquity_rad) * vv + jag, dtype=np.float64)
 
 
 def _to_fragment(spec: FractureSpec, u: F32, v: F32) -> tuple[F32, F32]:
@@ -102,7 +123,7 @@ def _to_fragment(spec: FractureSpec, u: F32, v: F32) -> tuple[F32, F32]:
     c, s = math.cos(spec.tilt_rad), math.sin(spec.tilt_rad)
     du = u - np.float32(spec.u0_mm + spec.shift_mm[0])
     dv = v - np.float32(spec.shift_mm[1])
-    return (c * du + s * dv + spec.u0_mm).astype(np.float32), (-s * du + c * dv).astype(np.float32)
+    return as_f32(c * du + s * dv + spec.u0_mm).astype(np.float32), (-s * du + c * dv)
 
 
 def _from_fragment(spec: FractureSpec, u: F64, v: F64) -> tuple[F64, F64]:
@@ -124,7 +145,7 @@ def render_fractured(
         in_gap = smoothstep((spec.width_mm / 2 + soft - dist) / (2 * soft))
         lo, hi = spec.extent_v_mm
         across = smoothstep((v - lo) / soft) * smoothstep((hi - v) / soft)
-        return (att * (1.0 - spec.depth_frac * in_gap * across)).astype(np.float32)
+        return as_f32(att * (1.0 - spec.depth_frac * in_gap * across))
     if spec.kind == "displaced":
         half = spec.width_mm / 2
         near = bone_attenuation(bone, u, v, texture=texture)
@@ -132,12 +153,22 @@ def render_fractured(
         uf, vf = _to_fragment(spec, u, v)
         far = bone_attenuation(bone, uf, vf, texture=texture)
         far *= smoothstep((uf - line_u(spec, vf) - half) / soft + 0.5)
-        return (near + far).astype(np.float32)
+        return as_f32(near + far)
     along = np.exp(-(((u - spec.u0_mm) / spec.bulge_len_mm) ** 2)).astype(np.float32)
-    side = np.ones_like(v) if spec.bulge_side == 0 else (np.sign(v) == spec.bulge_side).astype(np.float32)
+    side = (
+        np.ones_like(v)
+        if spec.bulge_side == 0
+        else (np.sign(v) == spec.bulge_side).astype(np.float32)
+    )
     band = np.exp(-(((u - line_u(spec, v)) / (0.5 * spec.bulge_len_mm)) ** 2)).astype(np.float32)
-    return bone_attenuation(bone, u, v, texture=texture, outer_extra_mm=spec.bulge_mm * along * side,
-                            marrow_extra=spec.depth_frac * band)
+    return bone_attenuation(
+        bone,
+        u,
+        v,
+        texture=texture,
+        outer_extra_mm=spec.bulge_mm * along * side,
+        marrow_extra=spec.depth_frac * band,
+    )
 
 
 def fracture_points_mm(bone: Bone, spec: FractureSpec) -> F64:
@@ -162,7 +193,7 @@ def fracture_points_mm(bone: Bone, spec: FractureSpec) -> F64:
 
 
 def fractured_outline_mm(bone: Bone, spec: FractureSpec | None, *, pad_mm: float = 2.0) -> F64:
-    """Return anatomy points bounding the bone as drawn, including a displaced fragment's new place."""
+    """Return anatomy points bounding the bone as drawn, with a displaced fragment's new place."""
     pts = bone.outline_points_mm(pad_mm=pad_mm)
     if spec is None or spec.kind != "displaced":
         return pts

@@ -3,15 +3,16 @@
 Anatomy is laid out on a plane in millimetres (x to the viewer's right, y down, as displayed). A
 :class:`Frame` then decides where the detector sits on that plane (pixel size, rotation, mirror,
 which point lands in the image centre), so one anatomy can be imaged at any position, angle and
-scale. Bones are described along a centre-line path with local coordinates ``u`` (arc length from the
-path start) and ``v`` (signed distance across it); that lets one radial profile draw straight long
-bones and curved ribs alike, and lets a fracture be written in the bone's own frame.
+scale. Bones are described along a centre-line path with local coordinates ``u`` (arc length from
+the path start) and ``v`` (signed distance across it); that lets one radial profile draw straight
+long bones and curved ribs alike, and lets a fracture be written in the bone's own frame.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -42,7 +43,8 @@ class Frame:
             px = -px
         rows, cols = self.shape_rc
         return np.stack(
-            [px / self.spacing_mm + (cols - 1) / 2.0, py / self.spacing_mm + (rows - 1) / 2.0], axis=1
+            [px / self.spacing_mm + (cols - 1) / 2.0, py / self.spacing_mm + (rows - 1) / 2.0],
+            axis=1,
         )
 
     def coords(self, window: Window) -> tuple[F32, F32]:
@@ -59,7 +61,7 @@ class Frame:
         return x.astype(np.float32), y.astype(np.float32)
 
     def window(self, xy_mm: npt.ArrayLike, *, pad_mm: float = 0.0) -> Window | None:
-        """Return the pixel window covering the points plus ``pad_mm``, or None when off the image."""
+        """Return the pixel window covering the points plus ``pad_mm``; None when off the image."""
         px = self.to_px(xy_mm)
         pad = pad_mm / self.spacing_mm
         rows, cols = self.shape_rc
@@ -106,7 +108,7 @@ class Path(Protocol):
 
 @dataclass(frozen=True)
 class StraightPath:
-    """A straight (optionally bowed) centre line from ``start_mm`` at ``angle_rad`` to the x axis."""
+    """A straight (maybe bowed) centre line from ``start_mm`` at ``angle_rad`` to the x axis."""
 
     start_mm: tuple[float, float]
     angle_rad: float
@@ -118,8 +120,10 @@ class StraightPath:
         """Return the path length."""
         return self.length
 
-    def _bow(self, u: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
-        return self.bow_mm * np.sin(np.pi * np.clip(u / self.length, 0.0, 1.0))
+    def _bow(self, u: npt.NDArray[np.floating]) -> F64:
+        return np.asarray(
+            self.bow_mm * np.sin(np.pi * np.clip(u / self.length, 0.0, 1.0)), np.float64
+        )
 
     def local(self, x: F32, y: F32) -> tuple[F32, F32]:
         """Return (u, v); v is measured from the bowed centre line."""
@@ -154,6 +158,7 @@ class ArcPath:
     theta0_rad: float
     theta1_rad: float
 
+    @cached_property
     def _table(self) -> tuple[F64, F64]:
         span = abs(self.theta1_rad - self.theta0_rad)
         t = np.linspace(0.0, span, 257)
@@ -165,7 +170,7 @@ class ArcPath:
     @property
     def length_mm(self) -> float:
         """Return the arc length."""
-        return float(self._table()[1][-1])
+        return float(self._table[1][-1])
 
     def local(self, x: F32, y: F32) -> tuple[F32, F32]:
         """Return (u, v): arc length (extrapolated past the ends) and signed distance."""
@@ -175,7 +180,7 @@ class ArcPath:
         grad = np.sqrt((xp / self.a_mm) ** 2 + (yp / self.b_mm) ** 2) / rho
         v = (rho - 1.0) / np.maximum(grad, np.float32(1e-6))
         sign = 1.0 if self.theta1_rad >= self.theta0_rad else -1.0
-        t_tab, s_tab = self._table()
+        t_tab, s_tab = self._table
         span = float(t_tab[-1])
         t = np.mod((np.arctan2(yp, xp) - self.theta0_rad) * sign, 2 * np.pi)
         t = np.where(t > np.pi + span / 2, t - 2 * np.pi, t)
@@ -185,23 +190,34 @@ class ArcPath:
         return u.astype(np.float32), v.astype(np.float32)
 
     def world(self, u: F64, v: F64) -> F64:
-        """Return anatomy points for local coordinates (u clamped to the arc)."""
-        t_tab, s_tab = self._table()
+        """Return anatomy points of local coordinates (u clamped to the arc); inverts ``local``.
+
+        ``local`` gives v = (rho - 1) / |grad rho| where |grad rho| depends on the angle only, so
+        the point is on the same normalised ray at rho = 1 + v |grad rho|.
+        """
+        t_tab, s_tab = self._table
         sign = 1.0 if self.theta1_rad >= self.theta0_rad else -1.0
         th = self.theta0_rad + sign * np.interp(np.ravel(u), s_tab, t_tab)
-        n = np.stack([np.cos(th) / self.a_mm, np.sin(th) / self.b_mm], axis=1)
-        n /= np.linalg.norm(n, axis=1, keepdims=True)
-        p = np.stack(
-            [self.center_mm[0] + self.a_mm * np.cos(th), self.center_mm[1] + self.b_mm * np.sin(th)],
+        grad = np.hypot(np.cos(th) / self.a_mm, np.sin(th) / self.b_mm)
+        rho = 1.0 + np.ravel(np.asarray(v, dtype=np.float64)) * grad
+        return np.stack(
+            [
+                self.center_mm[0] + self.a_mm * rho * np.cos(th),
+                self.center_mm[1] + self.b_mm * rho * np.sin(th),
+            ],
             axis=1,
         )
-        return p + n * np.ravel(np.asarray(v, dtype=np.float64))[:, None]
+
+
+def as_f32(values: npt.ArrayLike) -> F32:
+    """Return ``values`` as float32 (also pins the type that numpy's stubs lose in arithmetic)."""
+    return np.asarray(values, dtype=np.float32)
 
 
 def smoothstep(x: npt.NDArray[np.floating]) -> F32:
     """Return a cubic 0..1 step for x in 0..1 (clipped outside), used for soft edges."""
     t = np.clip(x, 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    return as_f32(t * t * (3.0 - 2.0 * t))
 
 
 def segment_distance(x: F32, y: F32, a: tuple[float, float], b: tuple[float, float]) -> F32:
@@ -209,4 +225,4 @@ def segment_distance(x: F32, y: F32, a: tuple[float, float], b: tuple[float, flo
     dx, dy = b[0] - a[0], b[1] - a[1]
     dd = dx * dx + dy * dy or 1e-9
     t = np.clip(((x - a[0]) * dx + (y - a[1]) * dy) / dd, 0.0, 1.0)
-    return np.hypot(x - a[0] - t * dx, y - a[1] - t * dy).astype(np.float32)
+    return as_f32(np.hypot(x - a[0] - t * dx, y - a[1] - t * dy))

@@ -1,11 +1,11 @@
 """Synthetic projection radiographs (chest and limbs) with known fractures, for training and tests.
 
-A phantom is a random :class:`~triage.synth.dr_scene.Scene` (chest: thorax, lungs, heart, spine, ribs,
-clavicles; limbs: long bones with their joints inside a soft-tissue envelope), imaged through a random
-:class:`~triage.synth.dr_geometry.Frame` (pixel size, rotation, position, mirror), with 0-3 fractures
-drawn into rib, clavicle or long-bone shafts, then "acquired" with scatter, noise, blur, vendor-like
-processing, collimator shutters, grid lines and a side marker. Every parameter is drawn from a wide
-range because the detector must generalise to other generators and to real images.
+A phantom is a random :class:`~triage.synth.dr_scene.Scene` (chest: thorax, lungs, heart, spine,
+ribs, clavicles; limbs: long bones with their joints inside a soft-tissue envelope), imaged through
+a random :class:`~triage.synth.dr_geometry.Frame` (pixel size, rotation, position, mirror), with 0-3
+fractures drawn into rib, clavicle or long-bone shafts, then "acquired" with scatter, noise, blur,
+vendor-like processing, collimator shutters, grid lines and a side marker. Every parameter is drawn
+from a wide range because the detector must generalise to other generators and to real images.
 
 The image is in a linear display scale 0..1 where bone is bright (MONOCHROME2 sense). Ground-truth
 boxes are tight around the fracture region plus at least 2 mm on each side, in pixel indices.
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from triage.synth.dr_acquisition import (
     Field,
@@ -65,6 +64,8 @@ class DrPhantom:
         seed: the seed that made it.
         view_position: "PA" | "AP".
         laterality: "L" | "R" for limbs, "U" for the chest.
+        patient_orientation: DICOM PatientOrientation: patient directions of increasing column and
+            increasing row ("L", "F"; oblique directions give two letters, e.g. "LF").
     """
 
     image: npt.NDArray[np.float32]
@@ -74,6 +75,7 @@ class DrPhantom:
     seed: int
     view_position: str = "AP"
     laterality: str = "U"
+    patient_orientation: tuple[str, str] = ("L", "F")
 
 
 def _chest_frame(scene: Scene, rng: np.random.Generator) -> Frame:
@@ -82,7 +84,9 @@ def _chest_frame(scene: Scene, rng: np.random.Generator) -> Frame:
     cols = int(long_px * rng.uniform(0.82, 1.0))
     x0, y0, x1, y1 = scene.extent_mm
     center = ((x0 + x1) / 2 + rng.normal(0, 10), (y0 + y1) / 2 + rng.normal(0, 15))
-    return Frame((long_px, cols), spacing, rng.normal(0, 0.03), center, mirror=bool(rng.random() < 0.05))
+    return Frame(
+        (long_px, cols), spacing, rng.normal(0, 0.03), center, mirror=bool(rng.random() < 0.05)
+    )
 
 
 def _limb_frame(scene: Scene, rng: np.random.Generator) -> Frame:
@@ -99,6 +103,24 @@ def _limb_frame(scene: Scene, rng: np.random.Generator) -> Frame:
     return Frame(shape, spacing, rotation, (cx, cy), mirror=False)
 
 
+def _direction_letters(dx: float, dy: float) -> str:
+    """Return DICOM direction letters of an anatomy-plane vector (x: patient left, y: feet)."""
+    parts = [(abs(dx), "L" if dx > 0 else "R"), (abs(dy), "F" if dy > 0 else "H")]
+    parts.sort(reverse=True)
+    return parts[0][1] + (parts[1][1] if parts[1][0] > 0.38 * parts[0][0] else "")
+
+
+def patient_orientation(frame: Frame) -> tuple[str, str]:
+    """Return the patient directions of increasing column and increasing row for a frame.
+
+    The anatomy plane is laid out as a conventionally displayed AP/PA image: +x is the patient's
+    left, +y the feet.
+    """
+    c, s = math.cos(frame.rotation_rad), math.sin(frame.rotation_rad)
+    sign = -1.0 if frame.mirror else 1.0
+    return (_direction_letters(sign * c, sign * s), _direction_letters(-s, c))
+
+
 def _fracture_count(rng: np.random.Generator) -> int:
     if rng.random() < 0.4:
         return 0
@@ -106,12 +128,14 @@ def _fracture_count(rng: np.random.Generator) -> int:
 
 
 def _fracture_kind(bone: Bone, rng: np.random.Generator) -> str:
-    weights = {"rib": (0.5, 0.4, 0.1), "clavicle": (0.4, 0.6, 0.0)}.get(bone.site or "", (0.35, 0.4, 0.25))
+    weights = {"rib": (0.5, 0.4, 0.1), "clavicle": (0.4, 0.6, 0.0)}.get(
+        bone.site or "", (0.35, 0.4, 0.25)
+    )
     return str(rng.choice(["cortical_break", "displaced", "buckle"], p=weights))
 
 
 def _truth_box(frame: Frame, field: Field, pts_mm: F64) -> tuple[int, int, int, int] | None:
-    """Return the pixel box (exclusive max) around the points plus the margin, or None if not all seen."""
+    """Return the pixel box (exclusive max) around the points plus margin; None if not all seen."""
     px = frame.to_px(pts_mm)
     margin = math.ceil(BOX_MARGIN_MM / frame.spacing_mm)
     c0, r0 = math.floor(px[:, 0].min()) - margin, math.floor(px[:, 1].min()) - margin
@@ -127,7 +151,7 @@ def _truth_box(frame: Frame, field: Field, pts_mm: F64) -> tuple[int, int, int, 
 def _place_fractures(
     scene: Scene, frame: Frame, field: Field, count: int, rng: np.random.Generator
 ) -> tuple[dict[int, FractureSpec], list[FractureTruth]]:
-    """Put up to ``count`` fractures on distinct eligible bones whose fracture site is in the field."""
+    """Put up to ``count`` fractures on distinct eligible bones, fracture site in the field."""
     eligible = [i for i, b in enumerate(scene.bones) if b.site is not None]
     specs: dict[int, FractureSpec] = {}
     truths: list[FractureTruth] = []
@@ -139,7 +163,11 @@ def _place_fractures(
             bone = scene.bones[i]
             kind = _fracture_kind(bone, rng)
             spec = random_fracture(bone, kind, rng)
-            box = _truth_box(frame, field, fracture_points_mm(bone, spec))
+            points = fracture_points_mm(bone, spec)
+            center = points.mean(axis=0)
+            if scene.fracture_visible is not None and not scene.fracture_visible(*center):
+                continue
+            box = _truth_box(frame, field, points)
             if box is not None:
                 specs[i] = spec
                 truths.append(FractureTruth(box, kind, bone.name))
@@ -147,26 +175,56 @@ def _place_fractures(
     return specs, truths
 
 
-def _texture(shape: tuple[int, int], rng: np.random.Generator) -> F32:
-    """Return a zero-mean trabecular-like texture (blobs of about three pixels)."""
-    small = rng.standard_normal((shape[0] // 3 + 2, shape[1] // 3 + 2), dtype=np.float32)
-    up = ndimage.zoom(small, 3, order=1, grid_mode=True, mode="nearest")
-    return np.ascontiguousarray(up[: shape[0], : shape[1]]) * np.float32(1.6)
+def _texture(shape: tuple[int, int], rng: np.random.Generator, *, spacing_mm: float) -> F32:
+    """Return a zero-mean trabecular-like texture with blobs of about 0.6-1 mm."""
+    f = max(2, round(rng.uniform(0.6, 1.0) / spacing_mm))
+    small = rng.standard_normal((shape[0] // f + 2, shape[1] // f + 2), dtype=np.float32)
+    return upsample_to(small, shape, f) * np.float32(rng.uniform(0.8, 1.6))
+
+
+def _bone_chunks(bone: Bone, spec: FractureSpec | None) -> list[tuple[float, float]]:
+    """Return u-ranges splitting a bone so each piece gets a tight window (curved/oblique)."""
+    length = bone.path.length_mm
+    n = max(1, math.ceil(length / 40.0))
+    edges = np.linspace(0.0, length, n + 1)
+    edges[0], edges[-1] = -1e4, 1e4
+    if spec is not None and spec.kind == "displaced" and spec.tilt_rad:
+        return [(-1e4, 1e4)]  # the moved fragment swings far: one window from its outline
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+
+
+def _render_bone(
+    att: F32, bone: Bone, spec: FractureSpec | None, frame: Frame, texture: F32
+) -> None:
+    """Add one (possibly fractured) bone to ``att`` in place, piece by piece."""
+    length = bone.path.length_mm
+    reach = bone.max_radius_mm + 2.0 + (max(map(abs, spec.shift_mm)) if spec is not None else 0.0)
+    for lo, hi in _bone_chunks(bone, spec):
+        if lo <= -1e4 and hi >= 1e4:
+            pts = fractured_outline_mm(bone, spec)
+        else:
+            u = np.linspace(max(lo, -reach), min(hi, length + reach), 6)
+            pts = np.vstack([bone.path.world(u, np.full(6, s * reach)) for s in (-1.0, 1.0)])
+        win = frame.window(pts, pad_mm=2.0)
+        if win is None:
+            continue
+        x, y = frame.coords(win)
+        u_px, v_px = bone.path.local(x, y)
+        part = render_fractured(
+            bone, u_px, v_px, spec, texture=texture[win], pixel_mm=frame.spacing_mm
+        )
+        if lo > -1e4 or hi < 1e4:
+            part *= (u_px >= lo) & (u_px < hi)
+        att[win] += part
 
 
 def _render_attenuation(
     scene: Scene, frame: Frame, specs: dict[int, FractureSpec], rng: np.random.Generator
 ) -> F32:
     att = upsample_to(scene.render_soft(frame.coarse(_SOFT_FACTOR)), frame.shape_rc, _SOFT_FACTOR)
+    texture = _texture(frame.shape_rc, rng, spacing_mm=frame.spacing_mm)
     for i, bone in enumerate(scene.bones):
-        spec = specs.get(i)
-        win = frame.window(fractured_outline_mm(bone, spec))
-        if win is None:
-            continue
-        x, y = frame.coords(win)
-        u, v = bone.path.local(x, y)
-        tex = _texture(x.shape, rng)
-        att[win] += render_fractured(bone, u, v, spec, texture=tex, pixel_mm=frame.spacing_mm)
+        _render_bone(att, bone, specs.get(i), frame, texture)
     for overlay in scene.extras:
         win = frame.window(overlay.points_mm, pad_mm=overlay.pad_mm)
         if win is not None:
@@ -183,9 +241,10 @@ def generate_radiograph(
         seed: seeds everything; the same arguments give the same image.
         kind: "chest" (PA/AP chest; fractures on ribs and clavicles) or "limb" (long bones).
         n_fractures: how many fractures to try to place; when None, 0 in about 40% of images, else
-            1-3. Fewer are placed when no visible site is left (a fracture is only kept when its whole
-            box lies inside the exposed field).
-        body_part: for limbs, one of "TIBIA", "FOREARM", "FEMUR", "HUMERUS", "HAND"; random when None.
+            1-3. Fewer are placed when no visible site is left (a fracture is only kept when its
+            whole box lies inside the exposed field).
+        body_part: for limbs, one of "TIBIA", "FOREARM", "FEMUR", "HUMERUS", "HAND"; random when
+            None.
 
     Raises:
         ValueError: on an unknown ``kind`` or ``body_part``, or a negative ``n_fractures``.
@@ -202,12 +261,20 @@ def generate_radiograph(
     specs, truths = _place_fractures(scene, frame, field, count, rng)
     att = _render_attenuation(scene, frame, specs, rng)
     signal = expose(att, rng, spacing_mm=frame.spacing_mm)
-    image = process(signal, field.mask(frame.shape_rc), rng, spacing_mm=frame.spacing_mm)
+    image = process(signal, field.mask(frame.shape_rc, step=4), rng, spacing_mm=frame.spacing_mm)
     add_grid_lines(image, rng)
     if rng.random() < 0.85:
         letter = scene.laterality if scene.laterality in ("L", "R") else str(rng.choice(["L", "R"]))
         add_marker(image, field, letter, rng, spacing_mm=frame.spacing_mm)
     image = np.clip(apply_shutter(image, field, rng), 0.0, 1.0).astype(np.float32)
     spacing = frame.spacing_mm
-    return DrPhantom(image, (spacing, spacing), tuple(truths), scene.body_part, seed,
-                     scene.view_position, scene.laterality)
+    return DrPhantom(
+        image,
+        (spacing, spacing),
+        tuple(truths),
+        scene.body_part,
+        seed,
+        scene.view_position,
+        scene.laterality,
+        patient_orientation(frame),
+    )

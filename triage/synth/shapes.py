@@ -1,9 +1,10 @@
 """Rasterise soft-edged primitives onto a voxel grid (partial-volume approximation).
 
-Every primitive returns an *occupancy* in 0..1 inside its bounding box; callers blend HU values with it.
-Edges are a logistic ramp whose width follows the voxel size, so the same phantom rendered at 0.7 mm or at
-2.5 mm shows the partial-volume blur a scanner would give. Coordinates are patient LPS millimetres and the
-grid is described by per-axis voxel-centre coordinates (an axis-aligned grid: the phantoms are axial).
+Every primitive returns an *occupancy* in 0..1 inside its bounding box; callers blend HU values with
+it. Edges are a logistic ramp whose width follows the voxel size, so the same phantom rendered at
+0.7 mm or at 2.5 mm shows the partial-volume blur a scanner would give. Coordinates are patient LPS
+millimetres and the grid is described by per-axis voxel-centre coordinates (an axis-aligned grid:
+the phantoms are axial).
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ class Grid:
     @property
     def edge_mm(self) -> float:
         """Return the logistic edge width: half the mean voxel size."""
-        steps = [abs(float(a[1] - a[0])) if a.size > 1 else 1.0 for a in (self.x_mm, self.y_mm, self.z_mm)]
+        steps = [
+            abs(float(a[1] - a[0])) if a.size > 1 else 1.0
+            for a in (self.x_mm, self.y_mm, self.z_mm)
+        ]
         return 0.35 * float(np.mean(steps))
 
     def box_slices(
@@ -62,15 +66,17 @@ def ramp(signed_inside_mm: npt.NDArray[np.float64], edge_mm: float) -> F32:
     return (1.0 / (1.0 + np.exp(-np.clip(signed_inside_mm / edge_mm, -30, 30)))).astype(np.float32)
 
 
-def paint(target: F32, sl: tuple[slice, slice, slice], occupancy: F32, value_hu: float | F32) -> None:
+def paint(
+    target: F32, sl: tuple[slice, slice, slice], occupancy: F32, value_hu: float | F32
+) -> None:
     """Blend ``value_hu`` into ``target`` where the occupancy says, in place."""
     region = target[sl]
     region += occupancy * (value_hu - region)
 
 
-def capsule(grid: Grid, a_mm: npt.ArrayLike, b_mm: npt.ArrayLike, radius_mm: float) -> tuple[
-    tuple[slice, slice, slice], F32
-] | None:
+def capsule(
+    grid: Grid, a_mm: npt.ArrayLike, b_mm: npt.ArrayLike, radius_mm: float
+) -> tuple[tuple[slice, slice, slice], F32] | None:
     """Return the occupancy of a capsule (a tube with round ends) from ``a`` to ``b``."""
     a = np.asarray(a_mm, dtype=np.float64)
     b = np.asarray(b_mm, dtype=np.float64)
@@ -82,7 +88,9 @@ def capsule(grid: Grid, a_mm: npt.ArrayLike, b_mm: npt.ArrayLike, radius_mm: flo
     d = b - a
     dd = float(d @ d) or 1e-9
     t = np.clip(((x - a[0]) * d[0] + (y - a[1]) * d[1] + (z - a[2]) * d[2]) / dd, 0.0, 1.0)
-    dist = np.sqrt((x - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (z - a[2] - t * d[2]) ** 2)
+    dist = np.sqrt(
+        (x - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (z - a[2] - t * d[2]) ** 2
+    )
     return sl, ramp(radius_mm - dist, grid.edge_mm)
 
 
@@ -96,8 +104,9 @@ def blob(
 ) -> tuple[tuple[slice, slice, slice], F32] | None:
     """Return the occupancy of a lobulated ellipsoid.
 
-    ``bumps`` is an (n, 4) array of (unit direction xyz, relative amplitude): the surface radius along a
-    direction u is ``radius * (1 + sum amp * max(u . dir, 0) ** 4)``, which gives lobulation.
+    ``bumps`` is an (n, 4) array of (unit direction xyz, relative amplitude): the surface radius
+    along a direction u is ``radius * (1 + sum amp * max(u . dir, 0) ** 4)``, which gives
+    lobulation.
     """
     c = np.asarray(center_mm, dtype=np.float64)
     scale = np.asarray(axes_scale, dtype=np.float64)
@@ -109,7 +118,9 @@ def blob(
     z, y, x = grid.coords(sl)
     dx, dy, dz = (x - c[0]) / scale[0], (y - c[1]) / scale[1], (z - c[2]) / scale[2]
     r = np.sqrt(dx * dx + dy * dy + dz * dz)
-    surface = np.full(np.broadcast_shapes(dx.shape, dy.shape, dz.shape), radius_mm, dtype=np.float64)
+    surface = np.full(
+        np.broadcast_shapes(dx.shape, dy.shape, dz.shape), radius_mm, dtype=np.float64
+    )
     if bumps is not None and len(bumps):
         inv = 1.0 / np.maximum(r, 1e-6)
         for bx, by, bz, amp in bumps:

@@ -200,7 +200,9 @@ def test_ct_report_is_a_highdicom_measurement_report_with_3d_regions(tmp_path: P
     assert isinstance(region, hd.sr.ImageRegion3D)
     assert region.graphic_type == hd.sr.GraphicTypeValues3D.POLYGON
     assert region.frame_of_reference_uid == make_ct_series()[0].FrameOfReferenceUID
-    np.testing.assert_allclose(region.value[0], np.array([-2.8, -2.8, -96.875]), atol=1e-4)  # corners map as-is (voxel-centre coordinates)
+    np.testing.assert_allclose(
+        region.value[0], np.array([-2.8, -2.8, -96.875]), atol=1e-4
+    )  # corners map as-is (voxel-centre coordinates)
     for group in groups:  # TID 4019 on every group
         assert _texts(group, "111001") == ["lung-nodule-det"]
         assert _texts(group, "111003") == ["1.0.0"]
@@ -221,7 +223,9 @@ def test_nodule_outline_is_the_box_section_through_its_centre_slice() -> None:
     np.testing.assert_array_equal(outline[0], outline[-1])
     extent = outline.max(axis=0) - outline.min(axis=0)
     np.testing.assert_allclose(extent, [8 * 0.7, 8 * 0.7, 0.0], atol=1e-9)
-    np.testing.assert_allclose(outline[:4].mean(axis=0), [-5.6 + 8 * 0.7, -5.6 + 8 * 0.7, -96.875], atol=1e-9)
+    np.testing.assert_allclose(
+        outline[:4].mean(axis=0), [-5.6 + 8 * 0.7, -5.6 + 8 * 0.7, -96.875], atol=1e-9
+    )
 
 
 def test_empty_boxes_are_rejected() -> None:

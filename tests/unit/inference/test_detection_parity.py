@@ -1,4 +1,4 @@
-"""The numpy post-processing must give MONAI RetinaNetDetector's boxes and scores for the same maps."""
+"""The numpy post-processing gives MONAI RetinaNetDetector's boxes and scores for the same maps."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def _compare(
     ref_scores = ref[reference.pred_score_key].numpy()
     assert ours.boxes.shape == ref_boxes.shape
     assert len(ref_boxes) >= at_least, "the test must exercise real selections"
-    np.testing.assert_allclose(ours.boxes, ref_boxes, atol=1e-3)  # voxels (<= 1e-3 mm at <= 1 mm voxels)
+    np.testing.assert_allclose(
+        ours.boxes, ref_boxes, atol=1e-3
+    )  # voxels (<= 1e-3 mm at <= 1 mm voxels)
     np.testing.assert_allclose(ours.scores, ref_scores, atol=1e-4)
     np.testing.assert_array_equal(ours.labels, ref[reference.target_label_key].numpy())
     return len(ref_boxes)
@@ -56,7 +58,9 @@ def test_numpy_path_matches_monai_detector_in_2d() -> None:
 
 
 def test_nms_threshold_and_detection_cap_are_honoured_like_monai() -> None:
-    det = DetectionSpec(roi_size=(64, 64, 32), score_thresh=0.005, nms_thresh=0.05, detections_per_img=7)
+    det = DetectionSpec(
+        roi_size=(64, 64, 32), score_thresh=0.005, nms_thresh=0.05, detections_per_img=7
+    )
     assert _compare(TINY_3D, det, (40, 40, 24), seed=4, at_least=7) == 7
 
 

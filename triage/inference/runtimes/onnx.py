@@ -37,12 +37,15 @@ class OnnxRuntime:
         try:
             self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
-            raise ModelUnavailable(f"ONNX model {path.name} must load in onnxruntime, got: {e}") from e
+            raise ModelUnavailable(
+                f"ONNX model {path.name} must load in onnxruntime, got: {e}"
+            ) from e
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = [o.name for o in self._session.get_outputs()]
         if inputs != [card.io.input_name] or outputs != list(card.io.output_names):
             raise ModelUnavailable(
-                f"ONNX I/O must match the card ({card.io.input_name} -> {list(card.io.output_names)}), "
+                f"ONNX I/O must match the card "
+                f"({card.io.input_name} -> {list(card.io.output_names)}), "
                 f"got {inputs} -> {outputs}"
             )
         self._outputs = outputs
@@ -52,10 +55,16 @@ class OnnxRuntime:
         """Return the first execution provider the session really uses."""
         return str(self._session.get_providers()[0])
 
-    def infer(self, inputs: Mapping[str, npt.NDArray[np.float32]]) -> dict[str, npt.NDArray[np.float32]]:
+    def infer(
+        self, inputs: Mapping[str, npt.NDArray[np.float32]]
+    ) -> dict[str, npt.NDArray[np.float32]]:
         """Run one forward pass; any runtime error becomes :class:`InferenceFailed`."""
         try:
-            results = self._session.run(self._outputs, {k: np.ascontiguousarray(v) for k, v in inputs.items()})
+            results = self._session.run(
+                self._outputs, {k: np.ascontiguousarray(v) for k, v in inputs.items()}
+            )
         except Exception as e:  # onnxruntime raises its own exception types
             raise InferenceFailed(f"onnxruntime failed: {type(e).__name__}: {str(e)[:300]}") from e
-        return {n: np.asarray(r, dtype=np.float32) for n, r in zip(self._outputs, results, strict=True)}
+        return {
+            n: np.asarray(r, dtype=np.float32) for n, r in zip(self._outputs, results, strict=True)
+        }

@@ -11,7 +11,9 @@ import numpy.typing as npt
 try:
     import torch
 except ImportError as e:  # pragma: no cover
-    raise ImportError("the torch runtime needs the 'train' extra: pip install 'triage[train]'") from e
+    raise ImportError(
+        "the torch runtime needs the 'train' extra: pip install 'triage[train]'"
+    ) from e
 
 from triage.core.errors import InferenceFailed, ModelUnavailable
 from triage.inference.card import ModelCard
@@ -24,7 +26,9 @@ class TorchRuntime:
 
     def __init__(self, card: ModelCard, model_dir: Path, opts: RuntimeOptions) -> None:
         if card.weights.format != "torch_state_dict":
-            raise ModelUnavailable(f"torch runtime needs weights format torch_state_dict, got {card.weights.format}")
+            raise ModelUnavailable(
+                f"torch runtime needs weights format torch_state_dict, got {card.weights.format}"
+            )
         path = card.verify_weights(model_dir)
         network = build_network(card.network, card.detection)
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -38,7 +42,9 @@ class TorchRuntime:
         """Return the torch device."""
         return f"torch:{self._device}"
 
-    def infer(self, inputs: Mapping[str, npt.NDArray[np.float32]]) -> dict[str, npt.NDArray[np.float32]]:
+    def infer(
+        self, inputs: Mapping[str, npt.NDArray[np.float32]]
+    ) -> dict[str, npt.NDArray[np.float32]]:
         """Run one forward pass under ``no_grad``."""
         (array,) = inputs.values()
         try:
@@ -46,4 +52,7 @@ class TorchRuntime:
                 out = self._module(torch.from_numpy(np.ascontiguousarray(array)).to(self._device))
         except RuntimeError as e:
             raise InferenceFailed(f"torch failed: {str(e)[:300]}") from e
-        return {n: o.detach().cpu().numpy().astype(np.float32) for n, o in zip(self._names, out, strict=True)}
+        return {
+            n: o.detach().cpu().numpy().astype(np.float32)
+            for n, o in zip(self._names, out, strict=True)
+        }
