@@ -188,7 +188,7 @@ def run(
 
 def sample_studies(shared_data: Path) -> list[Path]:
     """Return the real sample study folders that exist under ``shared_data`` (LIDC first)."""
-    found = []
+    found: list[Path] = []
     for candidate in (
         shared_data / "lidc-idri-0001" / "series",
         shared_data / "lidc-idri-0001",

@@ -34,7 +34,8 @@ def normalise(array: F32, low_pct: float, high_pct: float) -> F32:
     lo, hi = np.percentile(array, [low_pct, high_pct])
     if hi <= lo:
         return np.zeros_like(array, dtype=np.float32)
-    return np.clip((array - lo) / (hi - lo), 0, 1).astype(np.float32)
+    scaled: F32 = np.clip((array - lo) / (hi - lo), 0, 1).astype(np.float32)
+    return scaled
 
 
 def resize_to_spacing(

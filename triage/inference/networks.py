@@ -37,8 +37,8 @@ def build_backbone(spec: NetworkSpec) -> resnet.ResNet:
         block_inplanes=list(spec.block_inplanes),
         spatial_dims=spec.spatial_dims,
         n_input_channels=1,
-        conv1_t_size=tuple(spec.conv1_t_size),
-        conv1_t_stride=tuple(spec.conv1_t_stride),
+        conv1_t_size=spec.conv1_t_size,  # type: ignore[arg-type]  # MONAI annotates tuple[int] for tuple[int, ...]
+        conv1_t_stride=spec.conv1_t_stride,  # type: ignore[arg-type]
     )
 
 
@@ -87,7 +87,7 @@ def build_detector(
         num_classes=spec.num_classes,
         size_divisible=list(detection.size_divisible),
     )
-    det.set_box_coder_weights(tuple(detection.box_coder_weights))
+    det.set_box_coder_weights(detection.box_coder_weights)  # type: ignore[arg-type]  # MONAI: tuple[float]
     det.set_box_selector_parameters(
         score_thresh=detection.score_thresh,
         topk_candidates_per_level=detection.topk_candidates_per_level,

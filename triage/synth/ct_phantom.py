@@ -69,7 +69,7 @@ def make_grid(
     x = (np.arange(nx) - (nx - 1) / 2.0) * sx
     y = (np.arange(ny) - (ny - 1) / 2.0) * sy
     z = z_start_mm + np.arange(nz) * sz
-    return Grid(x_mm=x, y_mm=y, z_mm=z)
+    return Grid(x_mm=x.astype(np.float64), y_mm=y.astype(np.float64), z_mm=z.astype(np.float64))
 
 
 def _random_anatomy(rng: np.random.Generator, z_mid_mm: float) -> _Anatomy:
@@ -110,7 +110,8 @@ def _lung_signed_mm(grid: Grid, anat: _Anatomy, side: int) -> npt.NDArray[np.flo
     dome = anat.z_base_mm + 35.0 * np.clip(1.0 - ex * ex - ey * ey, 0.0, 1.0)
     below = z - dome
     above = anat.z_apex_mm - z
-    return np.minimum(np.minimum(inplane, below), above).astype(np.float32)
+    signed: npt.NDArray[np.float32] = np.minimum(np.minimum(inplane, below), above).astype(np.float32)
+    return signed
 
 
 def _render_body(grid: Grid, anat: _Anatomy, rng: np.random.Generator) -> tuple[F32, F32]:
@@ -234,7 +235,7 @@ def _render_vessels(
         cap = capsule(grid, a, b, r)
         if cap is not None:
             np.maximum(occupancy[cap[0]], cap[1], out=occupancy[cap[0]])
-    paint(image, (slice(None),) * 3, occupancy * lungs, vessel_hu)  # type: ignore[arg-type]
+    paint(image, (slice(None), slice(None), slice(None)), occupancy * lungs, vessel_hu)
 
 
 def _nodule_bumps(rng: np.random.Generator, *, spiculated: bool) -> npt.NDArray[np.float64]:
@@ -311,7 +312,8 @@ def _acquire(image: F32, grid: Grid, thickness_mm: float, rng: np.random.Generat
     noise = ndimage.gaussian_filter(noise, (0.0, rng.uniform(0.5, 1.2), rng.uniform(0.5, 1.2)))
     noise *= rng.uniform(8, 45) / max(float(noise.std()), 1e-6)
     out = out + noise + np.float32(rng.uniform(-25, 25))
-    return np.clip(out, -1024, 3071).astype(np.float32)
+    clipped: F32 = np.clip(out, -1024, 3071).astype(np.float32)
+    return clipped
 
 
 def generate_ct_phantom(
