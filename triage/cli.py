@@ -280,6 +280,29 @@ def synth_dr(
     _synth(out, seed=seed, n_ct=0, n_dr=count)
 
 
+@app.command()
+def train(
+    task: Annotated[str, typer.Argument(help="nodule or fracture (must match the config's task).")],
+    config: Annotated[Path, typer.Option(help="Experiment YAML (configs/training/...).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt and train_log.jsonl.")],
+    resume: Annotated[bool, typer.Option(help="Continue from <out>/checkpoint.pt.")] = False,
+) -> None:
+    """Train a detector with the MONAI RetinaNet recipe (needs the 'train' extra)."""
+    from training.detection.config import load_config  # noqa: PLC0415 - training code only on demand
+    from training.detection.run_demo import build_pool_for  # noqa: PLC0415
+
+    _logging()
+    cfg = load_config(config)
+    wanted = {"nodule": "lung_nodule", "fracture": "fracture"}.get(task)
+    if wanted != cfg.task:
+        console.print(f"[red]TASK must match the config's task ({cfg.task}), got {task}[/]")
+        raise typer.Exit(2)
+    from training.detection.train import train as run_training  # noqa: PLC0415
+
+    checkpoint = run_training(cfg, build_pool_for(cfg), out, resume=resume)
+    console.print(f"checkpoint: {checkpoint}")
+
+
 @models_app.command("verify")
 def models_verify(
     models_dir: Annotated[Path | None, typer.Option(help="Folder of model folders.")] = None,

@@ -34,7 +34,10 @@ def test_run_prints_json_and_writes_an_sr_per_study_for_a_mixed_folder(
     payload = json.loads(proc.stdout)
     skipped = {Path(s["path"]).name: s["reason"] for s in payload["skipped_files"]}
     assert "not a DICOM file" in skipped["README.txt"]
-    assert set(skipped) == {"README.txt", "SOURCE.txt"}  # the sample folders carry a SOURCE.txt each
+    assert set(skipped) == {
+        "README.txt",
+        "SOURCE.txt",
+    }  # the sample folders carry a SOURCE.txt each
     studies = payload["studies"]
     assert len(studies) == 2
     assert {s["priority"] for s in studies} == {"not_analysed"}

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 from training.detection import fracture_data, nodule_data
-from training.detection.config import load_config
+from training.detection.config import TrainConfig, load_config
+from training.detection.crops import Sample
 from training.detection.train import train
 
 
@@ -20,12 +21,17 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     cfg = load_config(args.config)
+    train(cfg, build_pool_for(cfg), args.out, resume=args.resume)
+
+
+def build_pool_for(cfg: TrainConfig) -> list[Sample]:
+    """Render (or load from the cache) the phantom pool the config names."""
     seeds = list(range(*cfg.data.train_seeds))
     data = nodule_data if cfg.task == "lung_nodule" else fracture_data
-    pool = data.build_pool(
+    pool: list[Sample] = data.build_pool(
         seeds, cfg.preprocess, cache=cfg.data.cache_dir, workers=cfg.data_workers
     )
-    train(cfg, pool, args.out, resume=args.resume)
+    return pool
 
 
 if __name__ == "__main__":

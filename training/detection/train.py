@@ -40,7 +40,7 @@ def _optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.opti
 
 def _batch(
     pool: list[Sample], cfg: TrainConfig, rng: np.random.Generator
-) -> tuple[torch.Tensor, list[dict]]:
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     images, targets = [], []
     for _ in range(cfg.batch_size):
         s = pool[int(rng.integers(len(pool)))]

@@ -110,7 +110,7 @@ def _lung_signed_mm(grid: Grid, anat: _Anatomy, side: int) -> npt.NDArray[np.flo
     dome = anat.z_base_mm + 35.0 * np.clip(1.0 - ex * ex - ey * ey, 0.0, 1.0)
     below = z - dome
     above = anat.z_apex_mm - z
-    signed: npt.NDArray[np.float32] = np.minimum(np.minimum(inplane, below), above).astype(np.float32)
+    signed: F32 = np.minimum(np.minimum(inplane, below), above).astype(np.float32)
     return signed
 
 
