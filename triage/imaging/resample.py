@@ -18,6 +18,9 @@ def to_sitk(volume: Volume) -> sitk.Image:
     image.SetSpacing(spacing)
     image.SetOrigin(tuple(float(v) for v in volume.affine_lps[:3, 3]))
     directions = volume.affine_lps[:3, :3] / np.asarray(spacing)[None, :]
+    # ITK cannot invert a direction holding subnormal cosines (it silently resamples to all
+    # background); such values are numerical noise from upstream arithmetic, so flush them to 0.
+    directions = np.where(np.abs(directions) < 1e-12, 0.0, directions)
     image.SetDirection(tuple(float(v) for v in directions.flatten()))
     return image
 
