@@ -72,6 +72,7 @@ def build_engine(settings: Settings, *, policy_file: Path | None = None) -> Engi
         rules=load_series_rules(settings.series_rules_file),
         policy=load_policy(policy_file or settings.policy_file),
         unavailable=unavailable,
+        institution_name=settings.institution_name,
     )
 
 

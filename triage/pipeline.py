@@ -63,6 +63,7 @@ class Engine:
     unavailable: Mapping[Task, str] = field(
         default_factory=dict
     )  # task -> why its model is missing
+    institution_name: str | None = None  # written into produced SRs
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ def analyse_study(study: StudyInput, engine: Engine, *, now: datetime) -> StudyR
         algorithms=algorithms,
         affines=affines,
         now=now,
+        institution_name=engine.institution_name,
     )
     return StudyResult(
         study.study_uid,
@@ -225,6 +227,7 @@ def _build_report(
     algorithms: tuple[AlgorithmInfo, ...],
     affines: list[npt.NDArray[np.float64]],
     now: datetime,
+    institution_name: str | None = None,
 ) -> Dataset | None:
     """Return the SR, or None when no model is installed (nothing to name as its author)."""
     if not algorithms:
@@ -240,6 +243,7 @@ def _build_report(
             algorithms=algorithms,
             now=now,
             affine_lps=affines[0] if affines else None,
+            institution_name=institution_name,
         )
     except (ValueError, TriageError):
         logger.exception("SR could not be built", extra={"study": hash_uid(study.study_uid)})

@@ -72,3 +72,27 @@ def test_models_verify_flags_a_tampered_weight_file(tiny_models_dir: Path, tmp_p
     proc = _triage("models", "verify", env_models=models)
     assert proc.returncode == 1
     assert "sha256" in proc.stdout
+
+
+def test_synthetic_radiographs_go_through_synth_and_run(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    made = _triage("synth", "dr", str(tmp_path / "dr"), "--count", "2", "--seed", "7")
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "dr" / "dr_datalist.json").is_file()
+    proc = _triage(
+        "run",
+        str(tmp_path / "dr"),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        env_models=tiny_models_dir,
+    )
+    assert proc.returncode == 0, proc.stderr
+    studies = json.loads(proc.stdout)["studies"]
+    assert len(studies) == 2
+    for study in studies:
+        (task,) = study["tasks"]
+        assert task["task"] == "fracture"
+        assert task["status"] == "analysed", task
+        assert task["provider"] == "CPUExecutionProvider"
