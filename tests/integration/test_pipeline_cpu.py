@@ -144,3 +144,22 @@ def test_weights_with_a_wrong_checksum_are_refused(
     assert any("sha256" in r and "refusing" in r for r in result.decision.reasons), (
         result.decision.reasons
     )
+
+
+def test_a_new_model_version_replaces_the_earlier_sr_in_the_output_folder(
+    shared_data: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    study = shared_data / "lidc-idri-0001-subset16"
+    out = tmp_path / "out"
+    (first,), sink = _run(study, tiny_models_dir, out)
+    old_sr, _ = sink.written[first.study_uid]
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models)
+    card = models / "lung_nodule_tiny" / "model.yaml"
+    card.write_text(card.read_text().replace("version: 0.0.1-test", "version: 0.0.2-test"))
+    (second,), sink = _run(study, models, out)
+    new_sr, _ = sink.written[second.study_uid]
+    assert old_sr is not None
+    assert new_sr is not None
+    assert old_sr != new_sr, "a new model version must give a new SR UID"
+    assert sorted(p.name for p in new_sr.parent.glob("*.dcm")) == [new_sr.name]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,9 @@ class FolderSink:
         folder = self.out_dir / hash_uid(result.study_uid)
         folder.mkdir(parents=True, exist_ok=True)
         sr_path = write_sr(result.sr, folder) if result.sr is not None else None
+        for stale in folder.glob("*.dcm"):  # one current SR per study: drop an earlier run's report
+            if stale != sr_path and re.fullmatch(r"[0-9a-f]{64}\.dcm", stale.name):
+                stale.unlink()
         summary = folder / "summary.json"
         tmp = summary.with_suffix(".tmp")
         tmp.write_text(json.dumps(summary_json(result, sr_path), indent=2))
