@@ -34,7 +34,7 @@ DET_2D = DetectionSpec(
 
 
 def perturbed_network(
-    spec: NetworkSpec, det: DetectionSpec, *, seed: int, bias: float = 0.0
+    spec: NetworkSpec, det: DetectionSpec, *, seed: int, bias: float = 0.0, logit_scale: float = 1.0
 ) -> torch.nn.Module:
     """Return a random network whose classification bias is raised so it proposes boxes."""
     torch.manual_seed(seed)
@@ -43,10 +43,13 @@ def perturbed_network(
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.02)
         net.classification_head.cls_logits.bias.add_(bias)
+        net.classification_head.cls_logits.weight.mul_(logit_scale)  # spread scores: no near-ties
     return net.eval()
 
 
-def write_tiny_model(folder: Path, *, task: str, seed: int = 0, bias: float = 0.0) -> ModelCard:
+def write_tiny_model(
+    folder: Path, *, task: str, seed: int = 0, bias: float = 0.0, logit_scale: float = 1.0
+) -> ModelCard:
     """Export a tiny network for ``task`` ("lung_nodule" or "fracture") and card to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     if task == "lung_nodule":
@@ -61,7 +64,7 @@ def write_tiny_model(folder: Path, *, task: str, seed: int = 0, bias: float = 0.
             intensity=IntensitySpec(mode="percentile", low=1.0, high=99.0),
         )
         example = (128, 128)
-    net = perturbed_network(spec, det, seed=seed, bias=bias)
+    net = perturbed_network(spec, det, seed=seed, bias=bias, logit_scale=logit_scale)
     path = folder / "model.onnx"
     export_onnx(net, spec, str(path), example_shape=example)
     card = ModelCard(
