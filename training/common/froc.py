@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from monai.metrics import compute_froc_curve_data, compute_froc_score
+from monai.metrics.froc import compute_froc_curve_data, compute_froc_score
 
 LUNA16_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 F64 = npt.NDArray[np.float64]

@@ -118,7 +118,7 @@ def evaluate_synthetic(
     make = nodule_scan if task == "lung_nodule" else fracture_scan
     scans = [make(EVAL_SEED_OFFSET + s, card, head) for s in range(n_scans)]
     _, _, at, cpm = froc(scans)
-    per_scan = [
+    per_scan: list[dict[str, object]] = [
         {"seed": EVAL_SEED_OFFSET + n, "targets": s.n_targets, "detections": len(s.pred_scores)}
         for n, s in enumerate(scans)
     ]

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import yaml
+from monai.apps.detection.networks.retinanet_network import RetinaNet
 
 from training.detection.config import TrainConfig
 from triage.inference.card import ChangelogEntry, IOContract, ModelCard, WeightsRef, sha256_file
@@ -17,7 +18,7 @@ from triage.inference.networks import HeadOutputs, build_network, export_onnx, o
 MAX_ONNX_BYTES = 25 * 1024 * 1024
 
 
-def load_checkpoint_network(cfg: TrainConfig, checkpoint: Path) -> torch.nn.Module:
+def load_checkpoint_network(cfg: TrainConfig, checkpoint: Path) -> RetinaNet:
     """Build the config's network and load a checkpoint (``weights_only=True``)."""
     network = build_network(cfg.network, cfg.detection)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -25,7 +26,7 @@ def load_checkpoint_network(cfg: TrainConfig, checkpoint: Path) -> torch.nn.Modu
     return network.eval()
 
 
-def parity(network: torch.nn.Module, onnx_path: Path, inputs: list[np.ndarray]) -> float:
+def parity(network: RetinaNet, onnx_path: Path, inputs: list[np.ndarray]) -> float:
     """Return the max abs difference of each head output, torch vs ONNX Runtime, over the inputs."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wrapper = HeadOutputs(network).eval()
