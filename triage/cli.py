@@ -22,7 +22,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from triage import cli_training
 from triage.adapters.folder import FolderSink, summary_json
+from triage.cli_support import configure_logging, console
 from triage.config import Settings, load_policy
 from triage.core.errors import ModelUnavailable
 from triage.core.priority import Priority, rank
@@ -42,7 +44,6 @@ synth_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(synth_app, name="synth")
-console = Console(stderr=True)
 logger = logging.getLogger("triage")
 
 _COLOURS = {
@@ -177,7 +178,7 @@ def run(
     ] = None,
 ) -> None:
     """Analyse every study under PATH and write a TID 1500 SR + JSON summary per study."""
-    _logging()
+    configure_logging()
     if not path.exists():
         console.print(f"[red]PATH must exist, got {path}[/]")
         raise typer.Exit(1)
@@ -225,7 +226,7 @@ def demo(
     """Generate synthetic studies, add the real samples, analyse all, print the priority table."""
     from triage.synth.studies import make_demo_set  # noqa: PLC0415 - only the demo needs the generator
 
-    _logging()
+    configure_logging()
     inputs = out / "input"
     console.print(
         f"generating {n_ct} synthetic CT and {n_dr} synthetic radiograph studies in {inputs} …"
@@ -283,186 +284,10 @@ def synth_dr(
     _synth(out, seed=seed, n_ct=0, n_dr=count)
 
 
-@app.command()
-def train(
-    task: Annotated[str, typer.Argument(help="nodule or fracture (must match the config's task).")],
-    config: Annotated[Path, typer.Option(help="Experiment YAML (configs/training/...).")],
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt and train_log.jsonl.")],
-    resume: Annotated[bool, typer.Option(help="Continue from <out>/checkpoint.pt.")] = False,
-) -> None:
-    """Train a detector with the MONAI RetinaNet recipe (needs the 'train' extra)."""
-    from training.detection.config import load_config  # noqa: PLC0415 - training code only on demand
-    from training.detection.run_demo import build_pool_for  # noqa: PLC0415
-
-    _logging()
-    cfg = load_config(config)
-    wanted = {"nodule": "lung_nodule", "fracture": "fracture"}.get(task)
-    if wanted != cfg.task:
-        console.print(f"[red]TASK must match the config's task ({cfg.task}), got {task}[/]")
-        raise typer.Exit(2)
-    from training.detection.train import train as run_training  # noqa: PLC0415
-
-    checkpoint = run_training(cfg, build_pool_for(cfg), out, resume=resume)
-    console.print(f"checkpoint: {checkpoint}")
-
-
-_TASKS = {"nodule": "lung_nodule", "fracture": "fracture"}
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``message`` in red on stderr (no markup: messages carry ``[...]`` values)."""
-    console.print(message, style="red", markup=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-@app.command()
-def export(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by `triage train`.")],
-    config: Annotated[
-        Path, typer.Option(help="The experiment YAML the checkpoint was trained with.")
-    ],
-    *,
-    model_dir: Annotated[Path, typer.Option(help="Model folder: model.onnx + model.yaml go here.")],
-    version: Annotated[str, typer.Option(help="Version of this export (card + changelog).")],
-    change: Annotated[
-        str, typer.Option(help="Changelog line for this version.")
-    ] = "exported with triage export",
-) -> None:
-    """Export a checkpoint to ONNX (parity-checked vs torch) and write or extend its model card."""
-    from training.detection.config import load_config  # noqa: PLC0415 - training code only on demand
-    from training.detection.export import export_model  # noqa: PLC0415
-    from training.detection.ship import INTENDED_USE  # noqa: PLC0415
-    from triage.synth import ct_phantom, dr_phantom  # noqa: PLC0415
-
-    _logging()
-    try:
-        cfg = load_config(config)
-        generator = ct_phantom if cfg.task == "lung_nodule" else dr_phantom
-        card = export_model(
-            cfg,
-            checkpoint,
-            model_dir,
-            version=version,
-            change=change,
-            intended_use=INTENDED_USE.format(real=""),
-            training_data={
-                "source": "synthetic phantoms only (triage.synth) at the card's voxel size",
-                "generator": generator.GENERATOR_VERSION,
-                "train_seeds": list(cfg.data.train_seeds),
-                "config": str(config),
-                "checkpoint": str(checkpoint),
-            },
-        )
-    except (OSError, ValueError) as e:
-        raise _fail(f"export failed: {e}") from e
-    console.print(
-        f"{card.name} {card.version}: {model_dir / card.weights.file} ({card.weights.sha256[:12]})",
-        soft_wrap=True,
-    )
-
-
-@app.command("import-bundle")
-def import_bundle(
-    path: Annotated[
-        Path, typer.Argument(help="A downloaded MONAI lung_nodule_ct_detection bundle folder.")
-    ],
-    model_dir: Annotated[Path, typer.Option(help="Model folder: model.onnx + model.yaml go here.")],
-    *,
-    version: Annotated[
-        str | None, typer.Option(help="Card version (default: the bundle's version).")
-    ] = None,
-) -> None:
-    """Check a MONAI lung_nodule_ct_detection bundle, export it to ONNX and write its model card.
-
-    Weights are loaded with ``weights_only=True``; the bundle's configs are read as data and
-    cross-checked, never executed.
-    """
-    from training.detection.bundle import import_bundle as run_import  # noqa: PLC0415
-
-    _logging()
-    try:
-        card = run_import(path, model_dir, version=version)
-    except (OSError, ValueError) as e:
-        raise _fail(f"import-bundle refused {path}: {e}") from e
-    console.print(
-        f"{card.name} {card.version}: {model_dir / card.weights.file} ({card.weights.source})",
-        soft_wrap=True,
-    )
-
-
-@app.command()
-def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder (model.yaml + model.onnx).")],
-    task: Annotated[str, typer.Option(help="nodule or fracture (must match the card's task).")],
-    *,
-    scans: Annotated[int, typer.Option(min=1, help="Fresh synthetic scans to evaluate on.")] = 24,
-    lidc: Annotated[
-        bool, typer.Option(help="Also run LIDC-IDRI-0001 from --shared-data (nodule models).")
-    ] = True,
-    shared_data: Annotated[Path, typer.Option(help="Real sample data folder.")] = Path(
-        "../shared/data"
-    ),
-    out: Annotated[Path, typer.Option(help="JSON report.")] = Path("evaluation.json"),
-    png: Annotated[
-        Path | None, typer.Option(help="FROC plot PNG (default: the report's path with .png).")
-    ] = None,
-) -> None:
-    """Evaluate a model through the serving path: FROC/CPM on fresh phantoms (+ LIDC-IDRI-0001).
-
-    Synthetic figures describe this project's phantoms, not clinical performance.
-    """
-    from training.common.froc import LUNA16_FP_RATES  # noqa: PLC0415 - training code only on demand
-    from training.common.froc_plot import write_froc_png  # noqa: PLC0415
-    from training.detection.evaluate import evaluate_synthetic, write_report  # noqa: PLC0415
-
-    _logging()
-    wanted = _TASKS.get(task)
-    try:
-        card = load_card(model_dir)
-    except ModelUnavailable as e:
-        raise _fail(str(e)) from e
-    if wanted != card.task:
-        raise _fail(f"--task must match the card's task ({card.task}), got {task}", 2)
-    lidc_paths = _lidc_inputs(shared_data) if lidc and wanted == "lung_nodule" else None
-    try:
-        result = evaluate_synthetic(model_dir, n_scans=scans, task=wanted)
-    except (ModelUnavailable, ValueError) as e:
-        raise _fail(f"evaluation failed: {e}") from e
-    report: dict[str, object] = {
-        "model": {"name": card.name, "version": card.version, "sha256": card.weights.sha256},
-        "synthetic_fresh_set": result.as_json(),
-        "synthetic_note": "phantoms from this project's generator; not clinical",
-        "per_scan": result.per_scan,
-    }
-    if lidc_paths is not None:
-        from training.detection.evaluate import evaluate_lidc  # noqa: PLC0415
-
-        report["lidc_idri_0001"] = evaluate_lidc(model_dir, *lidc_paths)
-    write_report(out, report)
-    plot = write_froc_png(
-        png or out.with_suffix(".png"),
-        LUNA16_FP_RATES,
-        result.sens_at_rates,
-        cpm=result.cpm,
-        title=f"{card.name} {card.version}: {result.n_scans} synthetic scans",
-    )
-    sys.stdout.write(
-        json.dumps({k: v for k, v in report.items() if k != "per_scan"}, indent=2) + "\n"
-    )
-    console.print(f"report {out}, FROC plot {plot}", soft_wrap=True)
-
-
-def _lidc_inputs(shared_data: Path) -> tuple[Path, Path]:
-    """Return (series folder, consensus CSV) of LIDC-IDRI-0001, or exit naming the fix."""
-    from training.detection.ship import _lidc_paths  # noqa: PLC0415 - one definition of the layout
-
-    found = _lidc_paths(shared_data)
-    if found is None:
-        raise _fail(
-            f"--lidc needs LIDC-IDRI-0001 (series + nodules_consensus.csv) under --shared-data, "
-            f"got none in {shared_data}; pass --no-lidc to evaluate on synthetic scans only"
-        )
-    return found
+app.command()(cli_training.train)
+app.command()(cli_training.export)
+app.command("import-bundle")(cli_training.import_bundle)
+app.command()(cli_training.evaluate)
 
 
 @models_app.command("verify")
@@ -470,7 +295,7 @@ def models_verify(
     models_dir: Annotated[Path | None, typer.Option(help="Folder of model folders.")] = None,
 ) -> None:
     """Check every model card, its weights' sha256 and that the runtime loads it."""
-    _logging()
+    configure_logging()
     settings = Settings(**({"models_dir": models_dir} if models_dir else {}))  # type: ignore[arg-type]
     table = Table(title=f"Models in {settings.models_dir}")
     for col in ("model", "version", "task", "sha256", "runtime", "status"):
@@ -496,10 +321,6 @@ def models_verify(
     Console().print(table)
     if failed:
         raise typer.Exit(1)
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
 def main() -> None:  # pragma: no cover - console script entry

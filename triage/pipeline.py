@@ -24,9 +24,10 @@ from triage.core.findings import Finding, FractureFinding, NoduleFinding
 from triage.core.priority import TriageDecision, TriagePolicy, prioritise
 from triage.core.study import hash_uid
 from triage.dicom.outputs import AlgorithmInfo, build_sr
+from triage.dicom.radiograph import load_radiograph
 from triage.dicom.reader import SeriesInput, StudyInput, read_headers
 from triage.dicom.selection import SeriesRules, SkippedSeries, Task, no_series_reason, select_series
-from triage.dicom.series import load_ct_volume, load_radiograph
+from triage.dicom.series import load_ct_volume
 from triage.inference import fracture, lung_nodule
 from triage.inference.card import ModelCard
 from triage.inference.detector import detect

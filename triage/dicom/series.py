@@ -17,7 +17,6 @@ gantry tilt, uneven spacing) raises :class:`InvalidSeries` rather than being res
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,11 +26,9 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.pixels.processing import apply_modality_lut
 
 from triage.core.errors import InvalidSeries
 from triage.dicom.reader import SeriesInput, functional_group_value
-from triage.imaging.radiograph import Radiograph
 from triage.imaging.volume import Volume, affine_from_geometry
 
 _DUPLICATE_TOLERANCE_MM = 0.01  # two slices closer than this along the normal share a position
@@ -40,7 +37,6 @@ _SPACING_RTOL = 0.02  # steps may differ from the median by 2 % ...
 _SPACING_ATOL_MM = 0.01  # ... or 0.01 mm, whichever is larger
 _ORIENTATION_ATOL = 1e-3  # direction cosines (about 0.06 degrees): scanners jitter below this
 _PIXEL_SPACING_ATOL_MM = 1e-4
-_RADIOGRAPH_MODALITIES = ("CR", "DX")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +143,12 @@ def _slice_of(ds: Dataset, frame: int | None) -> _Slice:
         return functional_group_value(ds, sequence, keyword)
 
     return _Slice(
-        position_lps_mm=_floats(value("PlanePositionSequence", "ImagePositionPatient"), 3),
-        orientation=_floats(value("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
-        pixel_spacing_mm=_floats(value("PixelMeasuresSequence", "PixelSpacing"), 2),
+        position_lps_mm=header_floats(value("PlanePositionSequence", "ImagePositionPatient"), 3),
+        orientation=header_floats(value("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+        pixel_spacing_mm=header_floats(value("PixelMeasuresSequence", "PixelSpacing"), 2),
         rows_cols=(int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)),
-        slope=_float(value("PixelValueTransformationSequence", "RescaleSlope"), default=1.0),
-        intercept=_float(
+        slope=header_float(value("PixelValueTransformationSequence", "RescaleSlope"), default=1.0),
+        intercept=header_float(
             value("PixelValueTransformationSequence", "RescaleIntercept"), default=0.0
         ),
         dataset=ds,
@@ -160,7 +156,7 @@ def _slice_of(ds: Dataset, frame: int | None) -> _Slice:
     )
 
 
-def _floats(value: object, n: int) -> tuple[float, ...] | None:
+def header_floats(value: object, n: int) -> tuple[float, ...] | None:
     if value is None or isinstance(value, str | bytes):
         return None
     try:
@@ -170,7 +166,7 @@ def _floats(value: object, n: int) -> tuple[float, ...] | None:
     return floats if len(floats) == n and all(math.isfinite(f) for f in floats) else None
 
 
-def _float(value: object, *, default: float) -> float:
+def header_float(value: object, *, default: float) -> float:
     try:
         return float(str(value)) if value not in (None, "") else default
     except ValueError:
@@ -292,7 +288,9 @@ def _check_spacing(along_mm: npt.NDArray[np.float64], *, max_gap_factor: float) 
 def _single_slice_step_mm(ds: Dataset) -> float:
     """Return a k step for a one-slice volume: SpacingBetweenSlices, else SliceThickness, else 1."""
     for keyword in ("SpacingBetweenSlices", "SliceThickness"):
-        value = _float(functional_group_value(ds, "PixelMeasuresSequence", keyword), default=0.0)
+        value = header_float(
+            functional_group_value(ds, "PixelMeasuresSequence", keyword), default=0.0
+        )
         if value > 0:
             return value
     return 1.0
@@ -304,7 +302,7 @@ def _stack_hu(slices: Sequence[_Slice], *, rows: int, cols: int) -> npt.NDArray[
     for k, s in enumerate(slices):
         key = id(s.dataset)
         if key not in decoded:
-            decoded[key] = _decode(s.dataset)
+            decoded[key] = decode_pixels(s.dataset)
         pixels = (
             decoded[key] if s.frame is None or decoded[key].ndim == 2 else decoded[key][s.frame]
         )
@@ -314,7 +312,7 @@ def _stack_hu(slices: Sequence[_Slice], *, rows: int, cols: int) -> npt.NDArray[
     return out
 
 
-def _decode(ds: Dataset) -> npt.NDArray[np.generic]:
+def decode_pixels(ds: Dataset) -> npt.NDArray[np.generic]:
     if int(ds.get("SamplesPerPixel") or 1) != 1:
         raise InvalidSeries(
             f"pixel data must be greyscale (SamplesPerPixel 1), got {ds.SamplesPerPixel}"
@@ -327,107 +325,3 @@ def _decode(ds: Dataset) -> npt.NDArray[np.generic]:
         raise InvalidSeries(
             f"pixel data must decode, got {type(exc).__name__} for {name}: {exc}"
         ) from exc
-
-
-def load_radiograph(
-    source: str | os.PathLike[str] | Dataset, *, series: SeriesInput | None = None
-) -> Radiograph:
-    """Read one CR or DX image (for presentation or for processing) as a :class:`Radiograph`.
-
-    The modality LUT (RescaleSlope / RescaleIntercept or a Modality LUT Sequence) is applied when
-    present, and MONOCHROME1 images are inverted so that bone is bright.
-
-    Args:
-        source: a file path, or a dataset that still holds its pixel data.
-        series: the series the image came from; its (possibly derived) UIDs are used when given.
-
-    Raises:
-        InvalidSeries: if the image is not CR/DX, is multi-frame or not greyscale, or its pixel data
-            cannot be decoded.
-    """
-    ds = source if isinstance(source, Dataset) else _read_radiograph(Path(source))
-    modality = str(ds.get("Modality", "")).upper()
-    if modality not in _RADIOGRAPH_MODALITIES:
-        raise InvalidSeries(f"modality must be CR or DX for a radiograph, got {modality!r}")
-    if int(ds.get("NumberOfFrames") or 1) != 1:
-        raise InvalidSeries(f"a radiograph must be single-frame, got {ds.NumberOfFrames} frames")
-    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise InvalidSeries(
-            f"PhotometricInterpretation must be MONOCHROME1 or MONOCHROME2, got {photometric!r}"
-        )
-    values = np.asarray(apply_modality_lut(_decode(ds), ds), dtype=np.float32)
-    if photometric == "MONOCHROME1":
-        values = _invert(values, ds)
-    spacing_mm, spacing_source = radiograph_spacing_mm(ds)
-    meta = getattr(ds, "file_meta", None)
-    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
-    if not sop_uid and meta is not None:
-        sop_uid = str(meta.get("MediaStorageSOPInstanceUID", ""))
-    return Radiograph(
-        array=values,
-        pixel_spacing_mm=spacing_mm,
-        spacing_source=spacing_source,
-        sop_instance_uid=sop_uid,
-        series_uid=series.series_uid if series else str(ds.get("SeriesInstanceUID", "")),
-        study_uid=series.study_uid if series else str(ds.get("StudyInstanceUID", "")),
-    )
-
-
-def _read_radiograph(path: Path) -> Dataset:
-    try:
-        return dcmread(path)
-    except Exception as exc:  # noqa: BLE001 - any parser failure means the file cannot be used
-        raise InvalidSeries(
-            f"a radiograph must be a readable DICOM file, got {type(exc).__name__}"
-        ) from exc
-
-
-def _invert(values: npt.NDArray[np.float32], ds: Dataset) -> npt.NDArray[np.float32]:
-    """Mirror values within the stored range mapped through the modality LUT (MONOCHROME1 -> 2)."""
-    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
-    if int(ds.get("PixelRepresentation") or 0):
-        stored = np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1])
-    else:
-        stored = np.array([0, 2**bits - 1])
-    low, high = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    return np.asarray((low + high) - values, dtype=np.float32)
-
-
-def radiograph_spacing_mm(ds: Dataset) -> tuple[tuple[float, float] | None, str]:
-    """Return a radiograph's ``(row, column)`` pixel spacing in mm and where it came from.
-
-    PixelSpacing (calibrated to the patient, when > 0) wins; else ImagerPixelSpacing, which is at
-    the detector and overstates sizes by the geometric magnification unless
-    EstimatedRadiographicMagnificationFactor is present, in which case it is divided out; else
-    none, with the reason (e.g. ``"none: PixelSpacing is 0\\0; ImagerPixelSpacing absent"``).
-    """
-    pixel = _spacing_pair(ds, "PixelSpacing")
-    imager = _spacing_pair(ds, "ImagerPixelSpacing")
-    if pixel is not None and min(pixel) > 0:
-        return (pixel[0], pixel[1]), "PixelSpacing"
-    notes = [
-        f"{name} absent" if value is None else f"{name} is " + "\\".join(f"{v:g}" for v in value)
-        for name, value in (("PixelSpacing", pixel), ("ImagerPixelSpacing", imager))
-    ]
-    if imager is not None and min(imager) > 0:
-        magnification = _float(ds.get("EstimatedRadiographicMagnificationFactor"), default=0.0)
-        ignored = "" if pixel is None else f"; {notes[0]}"
-        if magnification > 0:
-            corrected = (imager[0] / magnification, imager[1] / magnification)
-            return corrected, (
-                f"ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor {magnification:g} "
-                f"(detector spacing corrected to the patient plane){ignored}"
-            )
-        return (imager[0], imager[1]), (
-            "ImagerPixelSpacing (at the detector; not corrected for geometric magnification)"
-            + ignored
-        )
-    return None, "none: " + "; ".join(notes)
-
-
-def _spacing_pair(ds: Dataset, keyword: str) -> tuple[float, ...] | None:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return None
-    return _floats(value, 2) or (float("nan"), float("nan"))

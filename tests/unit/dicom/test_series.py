@@ -31,8 +31,9 @@ from tests.factories import (
     radiograph_stored_values,
 )
 from triage.core.errors import InvalidSeries
+from triage.dicom.radiograph import load_radiograph
 from triage.dicom.reader import scan_folder
-from triage.dicom.series import load_ct_volume, load_radiograph
+from triage.dicom.series import load_ct_volume
 from triage.imaging.geometry import voxel_to_lps
 from triage.imaging.volume import Volume
 
