@@ -114,6 +114,7 @@ def _run_lung(
     volume = load_ct_volume(series)
     prepared = lung_nodule.preprocess(volume, model.card.preprocess)
     dets = detect(prepared.image, head_function(model.runtime, model.card), model.card.detection)
+    dets = lung_nodule.apply_card_filters(dets, volume, prepared, model.card.detection)
     candidates = lung_nodule.to_findings(dets, prepared, volume, series_uid=series.series_uid)
     kept = [f for f in candidates if f.score >= policy.lung_nodule.min_score]
     return kept[:MAX_REPORTED_FINDINGS], len(candidates), volume.affine_lps

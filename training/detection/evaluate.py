@@ -77,7 +77,10 @@ def nodule_scan(
     inplane = float(rng.uniform(0.6, 0.95))
     thickness = float(rng.uniform(0.6, 2.5))
     step = thickness * float(rng.choice([1.0, 0.8]))
-    shape = (int(360 / inplane), int(300 / inplane), int(140 / step))
+    nx, ny = int(360 / inplane), int(300 / inplane)
+    # 140 mm of z, fewer slices when thin ones would exceed ~24 M voxels (render time on a CPU)
+    nz = max(int(80 / step), min(int(140 / step), 24_000_000 // (nx * ny)))
+    shape = (nx, ny, nz)
     phantom = generate_ct_phantom(
         seed,
         spacing_ijk_mm=(inplane, inplane, step),
@@ -87,6 +90,7 @@ def nodule_scan(
     )
     prepared = lung_nodule.preprocess(phantom.volume, card.preprocess)
     dets = detect(prepared.image, head, card.detection)
+    dets = lung_nodule.apply_card_filters(dets, phantom.volume, prepared, card.detection)
     found = lung_nodule.to_findings(dets, prepared, phantom.volume, series_uid=str(seed))
     return scan_from_centers(
         np.array([f.center_lps_mm for f in found]).reshape(-1, 3),
@@ -138,12 +142,10 @@ def evaluate_lidc(model_dir: Path, series_dir: Path, consensus_csv: Path) -> dic
     (study,) = scan_folder(series_dir).studies
     volume = load_ct_volume(study.series[0])
     prepared = lung_nodule.preprocess(volume, card.preprocess)
-    found = lung_nodule.to_findings(
-        detect(prepared.image, head, card.detection),
-        prepared,
-        volume,
-        series_uid=study.series[0].series_uid,
+    dets = lung_nodule.apply_card_filters(
+        detect(prepared.image, head, card.detection), volume, prepared, card.detection
     )
+    found = lung_nodule.to_findings(dets, prepared, volume, series_uid=study.series[0].series_uid)
     with consensus_csv.open() as f:
         row = next(csv.DictReader(f))
     center = np.array(

@@ -12,11 +12,12 @@ import numpy.typing as npt
 
 from triage.core.findings import Box3D, NoduleFinding, ellipsoid_volume_mm3
 from triage.imaging.geometry import lps_to_voxel, reorient, voxel_to_lps
+from triage.imaging.lung_mask import lung_mask
 from triage.imaging.resample import resample_to_spacing
 from triage.imaging.volume import Volume
 from triage.imaging.windowing import scale_window
 from triage.inference.detection import Detections
-from triage.inference.spec import PreprocessSpec
+from triage.inference.spec import DetectionSpec, PreprocessSpec
 
 F32 = npt.NDArray[np.float32]
 
@@ -93,3 +94,34 @@ def to_findings(
             )
         )
     return findings
+
+
+def inside_lungs(
+    detections: Detections, source: Volume, prepared: Prepared, *, margin_mm: float
+) -> Detections:
+    """Keep detections whose centre lies in the source volume's lung mask dilated by ``margin_mm``.
+
+    The mask is computed on the source HU volume (any orientation); centres are mapped from
+    network voxels through LPS into source voxels.
+    """
+    if len(detections.scores) == 0:
+        return detections
+    mask = lung_mask(source, margin_mm=margin_mm)
+    centers = (detections.boxes[:, :3] + detections.boxes[:, 3:]) / 2.0
+    ijk = np.round(
+        lps_to_voxel(source.affine_lps, voxel_to_lps(prepared.affine_lps, centers))
+    ).astype(int)
+    k_j_i = ijk[:, ::-1]
+    inside = np.all((k_j_i >= 0) & (k_j_i < np.asarray(mask.shape)), axis=1)
+    keep = np.zeros(len(centers), dtype=bool)
+    keep[inside] = mask[tuple(k_j_i[inside].T)]
+    return Detections(detections.boxes[keep], detections.scores[keep], detections.labels[keep])
+
+
+def apply_card_filters(
+    detections: Detections, source: Volume, prepared: Prepared, detection: DetectionSpec
+) -> Detections:
+    """Apply the card's CT-only candidate filters (currently: the lung mask)."""
+    if detection.lung_mask_margin_mm is None:
+        return detections
+    return inside_lungs(detections, source, prepared, margin_mm=detection.lung_mask_margin_mm)

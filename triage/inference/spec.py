@@ -52,6 +52,9 @@ class DetectionSpec(_Strict):
     detections_per_img: int = 300
     roi_size: tuple[int, ...] = (512, 512, 192)
     overlap: float = Field(0.25, ge=0.0, lt=1.0)
+    # CT only: drop candidates whose centre is outside the lungs dilated by this margin
+    # (None: off, as in the MONAI bundle).
+    lung_mask_margin_mm: float | None = Field(None, ge=0.0)
 
     @property
     def num_anchors(self) -> int:
