@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from training.detection import pool
 from training.detection.crops import Sample
 from triage.imaging.radiograph import Radiograph
 from triage.inference.fracture import preprocess
@@ -46,23 +46,8 @@ def phantom_sample(seed: int, prep: PreprocessSpec) -> Sample:
     return Sample(prepared.image, boxes)
 
 
-def _cached(args: tuple[int, PreprocessSpec, Path]) -> Sample:
-    seed, prep, cache = args
-    path = cache / f"fracture_{seed}.npz"
-    if path.exists():
-        data = np.load(path)
-        return Sample(data["image"], data["boxes"])
-    sample = phantom_sample(seed, prep)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, image=sample.image.astype(np.float16), boxes=sample.boxes)
-    tmp.rename(path)
-    return Sample(sample.image.astype(np.float16), sample.boxes)
-
-
 def build_pool(
     seeds: list[int], prep: PreprocessSpec, *, cache: Path, workers: int = 2
 ) -> list[Sample]:
     """Return samples for the seeds, rendering missing ones in parallel and caching (float16)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_cached, [(s, prep, cache) for s in seeds]))
+    return pool.build_pool(phantom_sample, "fracture", seeds, prep, cache=cache, workers=workers)
