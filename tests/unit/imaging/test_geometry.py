@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.rotations import rotation
 from triage.imaging.geometry import axis_codes, is_orthonormal, lps_to_voxel, reorient, voxel_to_lps
 from triage.imaging.volume import Volume, affine_from_geometry
 
@@ -19,17 +20,6 @@ ALL_AXIS_CODES = sorted(
     for axes in itertools.permutations((("L", "R"), ("P", "A"), ("S", "I")))
     for flips in itertools.product((0, 1), repeat=3)
 )
-
-
-def rotation(yaw: float, pitch: float, roll: float) -> npt.NDArray[np.float64]:
-    """Return the rotation matrix of the given Z-Y-X Euler angles (radians)."""
-    cz, sz = math.cos(yaw), math.sin(yaw)
-    cy, sy = math.cos(pitch), math.sin(pitch)
-    cx, sx = math.cos(roll), math.sin(roll)
-    rz = np.array([[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]])
-    ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]])
-    return rz @ ry @ rx
 
 
 angles = st.floats(min_value=-math.pi, max_value=math.pi, allow_nan=False)

@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.rotations import rotation
 from triage.imaging.geometry import lps_to_voxel, voxel_to_lps
 from triage.imaging.resample import from_sitk, resample_to_spacing, to_sitk
 from triage.imaging.volume import Volume, affine_from_geometry
@@ -22,17 +23,6 @@ origins_mm = st.floats(min_value=-500.0, max_value=500.0, allow_nan=False)
 target_spacings = st.tuples(spacings_mm, spacings_mm, spacings_mm)
 RAMP_SLOPE_PER_MM = 5.0
 RAMP_OFFSET = 100.0
-
-
-def rotation(yaw: float, pitch: float, roll: float) -> npt.NDArray[np.float64]:
-    """Return the rotation matrix of the given Z-Y-X Euler angles (radians)."""
-    cz, sz = math.cos(yaw), math.sin(yaw)
-    cy, sy = math.cos(pitch), math.sin(pitch)
-    cx, sx = math.cos(roll), math.sin(roll)
-    rz = np.array([[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]])
-    ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]])
-    return rz @ ry @ rx
 
 
 @st.composite
