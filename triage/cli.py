@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from triage import cli_training
-from triage.adapters.folder import FolderSink, summary_json
+from triage.adapters.folder import FolderSink
 from triage.cli_support import configure_logging, console
 from triage.config import Settings, load_policy
 from triage.core.errors import ModelUnavailable
@@ -33,6 +33,7 @@ from triage.dicom.selection import Task, load_series_rules
 from triage.inference.card import load_card
 from triage.inference.runtime import RuntimeOptions, make_runtime
 from triage.pipeline import Engine, StudyResult, TaskModel, analyse_all
+from triage.reporting import summary_json
 
 app = typer.Typer(
     help="AI triage of chest CT and radiographs. Not for diagnostic use.", no_args_is_help=True

@@ -26,7 +26,41 @@ class Settings(BaseSettings):
     policy_file: Path = REPO_ROOT / "configs" / "policy.yaml"
     series_rules_file: Path = REPO_ROOT / "configs" / "series_rules.yaml"
     institution_name: str | None = None
-    ae_title: str = Field("TRIAGE", max_length=16)
+    ae_title: str = Field("TRIAGE", min_length=1, max_length=16)
+
+    # --- service (`triage serve`) ---
+    data_dir: Path = Path("triage-data")  # spool, store (SQLite) and outputs live here by default
+    database_url: str | None = (
+        None  # default: sqlite:///<data_dir>/triage.db; or postgresql+psycopg://
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    dicom_host: str = "0.0.0.0"
+    dicom_port: int = Field(11112, ge=0, le=65535)
+    dicom_allow_file: Path | None = REPO_ROOT / "configs" / "dicom_allow.yaml"  # calling AEs + IPs
+    max_associations: int = Field(10, ge=1, le=200)
+    max_pdu_bytes: int = Field(65536, ge=4096, le=4_194_304)
+    max_disk_fill: float = Field(0.95, gt=0, le=1)
+    quiet_period_s: float = Field(10.0, gt=0)
+    early_quiet_s: float = Field(1.0, ge=0)
+    workers: int = Field(1, ge=1, le=32)
+    max_attempts: int = Field(3, ge=1, le=20)
+    job_lease_s: float = Field(900.0, gt=0)
+    pacs_nodes_file: Path | None = None  # configs/pacs_nodes.yaml: destinations, pull sources
+    poll_interval_s: float = Field(60.0, gt=0)
+    outbox_max_attempts: int = Field(8, ge=1)
+    outbox_base_delay_s: float = Field(5.0, gt=0)
+    api_tokens_file: Path | None = None  # YAML of {user, role, token_sha256}; see `triage token`
+    emergency_locations: list[str] = ["ED", "ER", "EMERGENCY", "A&E"]
+    log_format: Literal["json", "text"] = "json"
+
+    def store_url(self) -> str:
+        """Return the database URL: the setting, else SQLite in the data folder."""
+        if self.database_url:
+            return self.database_url
+        path = (self.data_dir / "triage.db").resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
 
 
 @lru_cache(maxsize=1)

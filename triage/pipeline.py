@@ -78,6 +78,7 @@ class TaskOutcome:
     failure: str | None
     seconds: float
     provider: str = ""
+    crashed: bool = False  # a system failure (model crash, out of memory), not the study's fault
 
 
 @dataclass(frozen=True)
@@ -170,11 +171,20 @@ def _run_task(
             "task failed", extra={"task": task.value, "series": hash_uid(series.series_uid)}
         )
         reason = f"internal error in {task.value}: {type(e).__name__}"
+        return TaskOutcome(
+            task, series.series_uid, (), 0, reason, time.perf_counter() - start, crashed=True
+        )
     return TaskOutcome(task, series.series_uid, (), 0, reason, time.perf_counter() - start)
 
 
-def analyse_study(study: StudyInput, engine: Engine, *, now: datetime) -> StudyResult:
-    """Run every relevant task on the study's chosen series and build the decision and the SR."""
+def analyse_study(
+    study: StudyInput, engine: Engine, *, now: datetime, previous_sr: Dataset | None = None
+) -> StudyResult:
+    """Run every relevant task on the study's chosen series and build the decision and the SR.
+
+    ``previous_sr`` is the report an earlier analysis of this study produced; a new report with
+    different content names it in its Predecessor Documents Sequence, so viewers show one report.
+    """
     start = time.perf_counter()
     selection = select_series(study, engine.rules)
     outcomes: list[TaskOutcome] = []
@@ -207,6 +217,7 @@ def analyse_study(study: StudyInput, engine: Engine, *, now: datetime) -> StudyR
         affines=affines,
         now=now,
         institution_name=engine.institution_name,
+        previous_sr=previous_sr,
     )
     return StudyResult(
         study.study_uid,
@@ -230,6 +241,7 @@ def _build_report(
     affines: list[npt.NDArray[np.float64]],
     now: datetime,
     institution_name: str | None = None,
+    previous_sr: Dataset | None = None,
 ) -> Dataset | None:
     """Return the SR, or None when no model is installed (nothing to name as its author)."""
     if not algorithms:
@@ -246,6 +258,7 @@ def _build_report(
             now=now,
             affine_lps=affines[0] if affines else None,
             institution_name=institution_name,
+            previous_sr=previous_sr,
         )
     except (ValueError, TriageError):
         logger.exception("SR could not be built", extra={"study": hash_uid(study.study_uid)})

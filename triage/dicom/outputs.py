@@ -104,6 +104,7 @@ def build_sr(
     manufacturer: str = "triage (open source)",
     series_number: int = 9901,
     instance_number: int = 1,
+    previous_sr: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """Return the study's TID 1500 report: a planar ROI group per finding, plus the decision.
 
@@ -124,6 +125,8 @@ def build_sr(
         manufacturer: written to Manufacturer and to the device observer.
         series_number: SeriesNumber of the SR series.
         instance_number: InstanceNumber of the SR.
+        previous_sr: an earlier report on the same study that this one replaces; referenced in
+            the Predecessor Documents Sequence (ignored when it has this report's UID).
 
     Raises:
         ValueError: on empty sources or algorithms, sources from several studies, a nodule without
@@ -144,12 +147,19 @@ def build_sr(
         ),
         procedures=sc.procedures_reported(source_datasets),
     )
+    sop_uid = derive_uid(study_uid, _instance_purpose(source_datasets, decision), key)
+    previous = (
+        [previous_sr]
+        if previous_sr is not None and str(previous_sr.SOPInstanceUID) != sop_uid
+        else None
+    )
     sr = hd.sr.Comprehensive3DSR(
         evidence=source_datasets,
+        previous_versions=previous,
         content=root,
         series_instance_uid=derive_uid(study_uid, "sr-series", key),
         series_number=series_number,
-        sop_instance_uid=derive_uid(study_uid, _instance_purpose(source_datasets, decision), key),
+        sop_instance_uid=sop_uid,
         instance_number=instance_number,
         manufacturer=manufacturer,
         institution_name=institution_name,

@@ -139,6 +139,15 @@ def scan_folder(path: str | os.PathLike[str]) -> ScanResult:
     if not root.exists():
         raise FileNotFoundError(f"path must be an existing folder or file, got {str(root)!r}")
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return scan_files(files)
+
+
+def scan_files(files: Iterable[Path]) -> ScanResult:
+    """Group the given files into studies and series (the service's spool knows its files).
+
+    Unreadable or duplicate files are returned as skipped, with the reason, as in
+    :func:`scan_folder`.
+    """
     headers: list[_Header] = []
     skipped: list[SkippedFile] = []
     seen: dict[str, Path] = {}

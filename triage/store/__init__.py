@@ -1,0 +1,4 @@
+"""The service's persistent state (SQLAlchemy 2 + Alembic): spool records, jobs, outbox, audit.
+
+Sits below ``api``, ``adapters`` and ``worker`` and above ``core``; never imports ``pipeline``.
+"""
