@@ -91,6 +91,7 @@ def analyse_job(
 
 def _write_outputs(result: StudyResult, setup: WorkerSetup) -> tuple[str, dict[str, object]]:
     folder = setup.outputs_dir / hash_uid(result.study_uid)
+    folder.mkdir(parents=True, exist_ok=True)
     sr_path = write_sr(result.sr, folder) if result.sr is not None else None
     summary = summary_json(result, sr_path)
     write_durably(folder / "summary.json", json.dumps(summary, indent=2).encode())
