@@ -160,7 +160,8 @@ def _instance_row(ds: Dataset, rel: str, size: int, *, source: str, now: float) 
         sop_uid=_uid(ds, "SOPInstanceUID"),
         study_uid=_uid(ds, "StudyInstanceUID"),
         series_uid=_uid(ds, "SeriesInstanceUID"),
-        sop_class_uid=_text(ds, "SOPClassUID", 64),
+        sop_class_uid=_text(ds, "SOPClassUID", 64)
+        or str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))[:64],
         modality=_text(ds, "Modality", 16).upper(),
         path=rel,
         size_bytes=size,
