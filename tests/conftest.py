@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.netns import ensure_private_netns
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run the session in a private network namespace (see tests/netns.py), before any thread."""
+    ensure_private_netns()
 
 
 def find_shared_data() -> Path | None:

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from triage import cli_training
+from triage import cli_service, cli_training
 from triage.adapters.folder import FolderSink
 from triage.cli_support import configure_logging, console
 from triage.config import Settings, load_policy
@@ -214,6 +214,7 @@ def sample_studies(shared_data: Path) -> list[Path]:
 
 @app.command()
 def demo(
+    *,
     out: Annotated[Path, typer.Option(help="Where inputs and results of the demo go.")] = Path(
         "demo-out"
     ),
@@ -223,12 +224,18 @@ def demo(
     n_ct: Annotated[int, typer.Option(help="Synthetic CT studies to generate.")] = 2,
     n_dr: Annotated[int, typer.Option(help="Synthetic radiographs to generate.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic studies.")] = 2026,
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave the service running for the web page.")
+    ] = False,
+    timeout_s: Annotated[float, typer.Option(help="Longest wait for the results.")] = 900.0,
 ) -> None:
-    """Generate synthetic studies, add the real samples, analyse all, print the priority table."""
+    """Start the service, send synthetic + real sample studies over DICOM, print the worklist."""
+    from triage.cli_demo import run_service_demo  # noqa: PLC0415 - only the demo needs it
     from triage.synth.studies import make_demo_set  # noqa: PLC0415 - only the demo needs the generator
 
     configure_logging()
     inputs = out / "input"
+    shutil.rmtree(inputs, ignore_errors=True)
     console.print(
         f"generating {n_ct} synthetic CT and {n_dr} synthetic radiograph studies in {inputs} …"
     )
@@ -238,15 +245,12 @@ def demo(
         shutil.copytree(folder, inputs / "real" / folder.name, dirs_exist_ok=True)
     if not real:
         console.print(f"[yellow]no real sample data under {shared_data}: synthetic studies only[/]")
-    results_dir = out / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    results = run_path(
-        inputs, out_dir=results_dir, settings=Settings(), policy_file=None, as_json=False
+    unfinished = run_service_demo(
+        inputs, out / "service", keep_running=keep_running, timeout_s=timeout_s
     )
-    console.print(
-        f"{len(results)} studies analysed; SRs (TID 1500) and summary.json files are in "
-        f"{results_dir}/"
-    )
+    if unfinished:
+        console.print(f"[red]{unfinished} studies did not finish in {timeout_s:.0f} s[/]")
+        raise typer.Exit(1)
 
 
 def _synth(out: Path, *, seed: int, n_ct: int, n_dr: int) -> None:
@@ -285,6 +289,9 @@ def synth_dr(
     _synth(out, seed=seed, n_ct=0, n_dr=count)
 
 
+app.command()(cli_service.serve)
+app.command()(cli_service.token)
+app.command()(cli_service.pull)
 app.command()(cli_training.train)
 app.command()(cli_training.export)
 app.command("import-bundle")(cli_training.import_bundle)

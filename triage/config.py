@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=32)
     max_attempts: int = Field(3, ge=1, le=20)
     job_lease_s: float = Field(900.0, gt=0)
-    pacs_nodes_file: Path | None = None  # configs/pacs_nodes.yaml: destinations, pull sources
+    pacs_nodes_file: Path | None = None  # e.g. configs/pacs_nodes.yaml: destinations, pull sources
     poll_interval_s: float = Field(60.0, gt=0)
     outbox_max_attempts: int = Field(8, ge=1)
     outbox_base_delay_s: float = Field(5.0, gt=0)

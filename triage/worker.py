@@ -29,6 +29,7 @@ from triage.core.priority import Priority
 from triage.core.study import hash_uid
 from triage.dicom.outputs import write_sr
 from triage.dicom.reader import scan_files
+from triage.logs import configure_service_logging
 from triage.pipeline import Engine, StudyResult, analyse_study
 from triage.reporting import summary_json
 from triage.store import jobs
@@ -53,6 +54,7 @@ class WorkerSetup:
     sr_destinations: tuple[str, ...] = ()  # node names the SR is sent to
     flag_targets: tuple[str, ...] = ()  # node names whose priority flag is set
     idle_poll_s: float = 0.2
+    log_format: str = ""  # "json" or "text": set up logging in the (spawned) worker process
 
 
 class SystemFailure(Exception):
@@ -151,6 +153,8 @@ def process_one(
 
 def run_worker(setup: WorkerSetup, build_engine: Callable[[], Engine], stop: Event) -> None:
     """Process jobs until ``stop`` is set (the body of each worker process)."""
+    if setup.log_format:
+        configure_service_logging(setup.log_format)
     store = Store(setup.store_url)
     engine = build_engine()
     logger.info("worker ready", extra={"worker": setup.worker_id, "pid": os.getpid()})

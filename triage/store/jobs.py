@@ -247,7 +247,7 @@ def finish(store: Store, job: ClaimedJob, outcome: Outcome, *, worker_id: str, n
             study.sr_sop_uid = outcome.sr_sop_uid
             study.sr_path = outcome.sr_path
         study.finished_at = now
-        study.flagged_at = study.flagged_at or now
+        study.flagged_at = now  # this result's priority is visible from now (time-to-flag)
         study.lease_owner = ""
         study.lease_until = None
         _add_outbox(s, job.study_uid, outcome.outbox, now=now)
