@@ -117,6 +117,7 @@ class ServiceProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
+        self.kill9()  # never leave a half-started service behind
         raise TimeoutError(f"triage serve not ready in {timeout_s} s:\n{self.log_tail()}")
 
     def kill9(self) -> None:

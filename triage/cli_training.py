@@ -12,21 +12,28 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from triage.cli_support import configure_logging, console
-from triage.core.errors import ModelUnavailable
+from triage.core.errors import ModelUnavailable, TriageError
 from triage.inference.card import load_card
 
 
 def train(
     task: Annotated[str, typer.Argument(help="nodule or fracture (must match the config's task).")],
     config: Annotated[Path, typer.Option(help="Experiment YAML (configs/training/...).")],
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt and train_log.jsonl.")],
+    out: Annotated[
+        Path, typer.Option(help="Run folder: checkpoint.pt, train_log.jsonl, tb/ (TensorBoard).")
+    ],
     resume: Annotated[bool, typer.Option(help="Continue from <out>/checkpoint.pt.")] = False,
 ) -> None:
-    """Train a detector with the MONAI RetinaNet recipe (needs the 'train' extra)."""
+    """Train a detector with the MONAI RetinaNet recipe (needs the 'train' extra).
+
+    Data come from the config: synthetic phantoms, a MONAI / LUNA16 datalist, or DICOM studies
+    with a LUNA16 annotations.csv; TensorBoard scalars go to the config's log_dir (<out>/tb).
+    """
     from training.detection.config import load_config  # noqa: PLC0415 - training code only on demand
-    from training.detection.run_demo import build_pool_for  # noqa: PLC0415
+    from training.detection.sources import build_samples  # noqa: PLC0415
 
     configure_logging()
     cfg = load_config(config)
@@ -36,8 +43,13 @@ def train(
         raise typer.Exit(2)
     from training.detection.train import train as run_training  # noqa: PLC0415
 
-    checkpoint = run_training(cfg, build_pool_for(cfg), out, resume=resume)
-    console.print(f"checkpoint: {checkpoint}")
+    try:
+        samples = build_samples(cfg)
+    except (OSError, ValueError, TriageError) as e:
+        raise _fail(f"training data could not be read: {e}") from e
+    log_dir = cfg.log_dir if cfg.log_dir is not None else out / "tb"
+    checkpoint = run_training(cfg, samples, out, resume=resume, log_dir=log_dir)
+    console.print(f"checkpoint: {checkpoint}", soft_wrap=True)
 
 
 _TASKS = {"nodule": "lung_nodule", "fracture": "fracture"}
@@ -65,24 +77,23 @@ def export(
     from training.detection.config import load_config  # noqa: PLC0415 - training code only on demand
     from training.detection.export import export_model  # noqa: PLC0415
     from training.detection.ship import INTENDED_USE  # noqa: PLC0415
+    from training.detection.sources import REAL_DATA_INTENDED_USE, data_manifest  # noqa: PLC0415
     from triage.synth import ct_phantom, dr_phantom  # noqa: PLC0415
 
     configure_logging()
     try:
         cfg = load_config(config)
         generator = ct_phantom if cfg.task == "lung_nodule" else dr_phantom
+        synthetic = cfg.data.kind == "synthetic"
         card = export_model(
             cfg,
             checkpoint,
             model_dir,
             version=version,
             change=change,
-            intended_use=INTENDED_USE.format(real=""),
+            intended_use=INTENDED_USE.format(real="") if synthetic else REAL_DATA_INTENDED_USE,
             training_data={
-                "source": "synthetic phantoms only (triage.synth) at the card's voxel size",
-                "generator": generator.GENERATOR_VERSION,
-                "train_seeds": list(cfg.data.train_seeds),
-                "config": str(config),
+                **data_manifest(cfg, config, generator=generator.GENERATOR_VERSION),
                 "checkpoint": str(checkpoint),
             },
         )
@@ -140,9 +151,11 @@ def evaluate(
 ) -> None:
     """Evaluate a model through the serving path: FROC/CPM on fresh phantoms (+ LIDC-IDRI-0001).
 
-    Synthetic figures describe this project's phantoms, not clinical performance.
+    Fracture models also get AP at IoU 0.1 and 0.3 on the boxes. Synthetic figures describe this
+    project's phantoms, not clinical performance.
     """
-    from training.common.froc import LUNA16_FP_RATES  # noqa: PLC0415 - training code only on demand
+    from training.common.box_ap import FRACTURE_AP_IOUS  # noqa: PLC0415 - training code on demand
+    from training.common.froc import LUNA16_FP_RATES  # noqa: PLC0415
     from training.common.froc_plot import write_froc_png  # noqa: PLC0415
     from training.detection.evaluate import evaluate_synthetic, write_report  # noqa: PLC0415
 
@@ -156,7 +169,12 @@ def evaluate(
         raise _fail(f"--task must match the card's task ({card.task}), got {task}", 2)
     lidc_paths = _lidc_inputs(shared_data) if lidc and wanted == "lung_nodule" else None
     try:
-        result = evaluate_synthetic(model_dir, n_scans=scans, task=wanted)
+        result = evaluate_synthetic(
+            model_dir,
+            n_scans=scans,
+            task=wanted,
+            ap_ious=FRACTURE_AP_IOUS if wanted == "fracture" else (),
+        )
     except (ModelUnavailable, ValueError) as e:
         raise _fail(f"evaluation failed: {e}") from e
     report: dict[str, object] = {
@@ -180,7 +198,19 @@ def evaluate(
     sys.stdout.write(
         json.dumps({k: v for k, v in report.items() if k != "per_scan"}, indent=2) + "\n"
     )
+    if result.ap_at_iou is not None:
+        console.print(_ap_table(result.ap_at_iou, n_scans=result.n_scans))
     console.print(f"report {out}, FROC plot {plot}", soft_wrap=True)
+
+
+def _ap_table(ap_at_iou: dict[float, float], *, n_scans: int) -> Table:
+    """Return the AP-at-IoU figures as a table (fracture evaluation)."""
+    table = Table(title=f"Average precision on boxes ({n_scans} synthetic radiographs)")
+    table.add_column("IoU ≥", justify="right")
+    table.add_column("AP", justify="right")
+    for iou, ap in sorted(ap_at_iou.items()):
+        table.add_row(f"{iou:g}", f"{ap:.3f}")
+    return table
 
 
 def _lidc_inputs(shared_data: Path) -> tuple[Path, Path]:

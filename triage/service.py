@@ -116,6 +116,11 @@ class Service:
             rules=CompletionRules(
                 quiet_s=settings.quiet_period_s, early_quiet_s=settings.early_quiet_s
             ),
+            build_cpu_engine=(
+                functools.partial(build_engine, settings.model_copy(update={"device": "cpu"}))
+                if settings.device != "cpu"
+                else None
+            ),
         )
         self.scp = StorageSCP(
             ae_title=settings.ae_title,

@@ -113,17 +113,47 @@ def _outbox(result: StudyResult, sr_path: str, setup: WorkerSetup) -> list[Outbo
     return drafts
 
 
+def _analyse_with_fallback(
+    job: ClaimedJob,
+    engine: Engine,
+    setup: WorkerSetup,
+    *,
+    now: datetime,
+    cpu_fallback: Callable[[], Engine] | None,
+) -> tuple[StudyResult | None, str]:
+    """Run the job; when it crashes on a GPU engine, run it once more on the CPU engine."""
+    try:
+        return analyse_job(job, engine, setup, now=now)
+    except SystemFailure:
+        if cpu_fallback is None:
+            raise
+        logger.warning("analysis crashed on the GPU; retrying on the CPU",
+                       extra={"study": hash_uid(job.study_uid)})  # fmt: skip
+        return analyse_job(job, cpu_fallback(), setup, now=now)
+
+
 def process_one(
-    store: Store, engine: Engine, setup: WorkerSetup, *, clock: Callable[[], float] = time.time
+    store: Store,
+    engine: Engine,
+    setup: WorkerSetup,
+    *,
+    clock: Callable[[], float] = time.time,
+    cpu_fallback: Callable[[], Engine] | None = None,
 ) -> bool:
-    """Claim and run one job; return False when the queue was empty."""
+    """Claim and run one job; return False when the queue was empty.
+
+    ``cpu_fallback`` returns a CPU engine; given when ``engine`` runs on a GPU, so that a CUDA
+    out-of-memory or driver crash is retried on the CPU before the job counts as failed.
+    """
     job = jobs.claim_next(store, worker_id=setup.worker_id, now=clock(), lease_s=setup.lease_s)
     if job is None:
         return False
     tag = {"study": hash_uid(job.study_uid), "attempt": job.attempt, "worker": setup.worker_id}
     logger.info("analysis started", extra=tag)
     try:
-        result, why = analyse_job(job, engine, setup, now=datetime.fromtimestamp(clock(), UTC))
+        result, why = _analyse_with_fallback(
+            job, engine, setup, now=datetime.fromtimestamp(clock(), UTC), cpu_fallback=cpu_fallback
+        )
     except SystemFailure as e:
         retry = job.attempt < setup.max_attempts
         logger.error("analysis crashed", extra={**tag, "retry": retry})
@@ -151,16 +181,37 @@ def process_one(
     return True
 
 
-def run_worker(setup: WorkerSetup, build_engine: Callable[[], Engine], stop: Event) -> None:
-    """Process jobs until ``stop`` is set (the body of each worker process)."""
+def run_worker(
+    setup: WorkerSetup,
+    build_engine: Callable[[], Engine],
+    stop: Event,
+    build_cpu_engine: Callable[[], Engine] | None = None,
+) -> None:
+    """Process jobs until ``stop`` is set (the body of each worker process).
+
+    ``build_cpu_engine`` is given when ``build_engine`` makes a GPU engine; the CPU engine is
+    built only when a job first needs it.
+    """
+    cpu: list[Engine] = []
+
+    def cpu_engine() -> Engine:
+        if not cpu and build_cpu_engine is not None:
+            cpu.append(build_cpu_engine())
+        return cpu[0]
+
     if setup.log_format:
         configure_service_logging(setup.log_format)
+    parent = os.getppid()
     store = Store(setup.store_url)
     engine = build_engine()
     logger.info("worker ready", extra={"worker": setup.worker_id, "pid": os.getpid()})
     try:
         while not stop.is_set():
-            if not process_one(store, engine, setup):
+            if os.getppid() != parent:  # the service died: an orphan must not take more jobs
+                logger.error("service gone; worker exits", extra={"worker": setup.worker_id})
+                return
+            fallback = cpu_engine if build_cpu_engine is not None else None
+            if not process_one(store, engine, setup, cpu_fallback=fallback):
                 stop.wait(setup.idle_poll_s)
     finally:
         store.close()
@@ -182,7 +233,9 @@ class Supervisor:
         *,
         rules: jobs.CompletionRules,
         clock: Callable[[], float] = time.time,
+        build_cpu_engine: Callable[[], Engine] | None = None,
     ) -> None:
+        self._build_cpu_engine = build_cpu_engine
         self._store = store
         self._setups = setups
         self._build_engine = build_engine
@@ -204,7 +257,8 @@ class Supervisor:
 
     def _spawn(self, setup: WorkerSetup) -> None:
         proc = self._ctx.Process(
-            target=run_worker, args=(setup, self._build_engine, self._stop),
+            target=run_worker,
+            args=(setup, self._build_engine, self._stop, self._build_cpu_engine),
             name=f"triage-{setup.worker_id}", daemon=True,
         )  # fmt: skip
         proc.start()

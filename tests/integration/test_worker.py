@@ -129,3 +129,58 @@ def test_model_crash_is_retried_then_failed_never_routine(
     assert row.effective_priority == "not_analysed"
     with store.session() as s:
         assert s.scalars(select(OutboxItem)).all() == []
+
+
+def test_late_images_reanalyse_and_the_new_sr_names_the_old_as_predecessor(
+    service: tuple[Store, Spool, WorkerSetup], tiny_models_dir: Path, lidc_dir: Path
+) -> None:
+    store, spool, setup = service
+    files = sorted(lidc_dir.rglob("*.dcm"))
+    engine = build_engine(Settings(models_dir=tiny_models_dir))
+    for p in files[:20]:  # a truncated first delivery: NOT_ANALYSED, with an SR saying why
+        accept(p.read_bytes(), pydicom.dcmread(p), store=store, spool=spool, source="t", now=1.0)
+    jobs.promote_complete(store, now=20.0, rules=NOW_RULES)
+    assert process_one(store, engine, setup, clock=lambda: 21.0)
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    first = _row(store, uid)
+    assert first.state == JobState.NOT_ANALYSED
+    for p in files[20:]:  # the rest arrives late
+        accept(p.read_bytes(), pydicom.dcmread(p), store=store, spool=spool, source="t", now=30.0)
+    assert _row(store, uid).state == JobState.RECEIVED
+    jobs.promote_complete(store, now=40.0, rules=NOW_RULES)
+    assert process_one(store, engine, setup, clock=lambda: 41.0)
+    second = _row(store, uid)
+    assert second.state == JobState.DONE
+    assert second.sr_sop_uid != first.sr_sop_uid
+    assert second.sr_generation == 2
+    sr = pydicom.dcmread(second.sr_path)
+    (study_ref,) = sr.PredecessorDocumentsSequence
+    refs = [
+        str(i.ReferencedSOPInstanceUID)
+        for s in study_ref.ReferencedSeriesSequence
+        for i in s.ReferencedSOPSequence
+    ]
+    assert refs == [first.sr_sop_uid]
+    with store.session() as s:
+        sr_items = s.scalars(select(OutboxItem).where(OutboxItem.kind == "sr")).all()
+    assert sorted(i.item_key for i in sr_items) == sorted([first.sr_sop_uid, second.sr_sop_uid])
+
+
+def test_a_gpu_crash_is_retried_on_the_cpu_engine_within_the_same_attempt(
+    service: tuple[Store, Spool, WorkerSetup], tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    store, spool, setup = service
+    study = make_dr_study(tmp_path / "in", 5, kind="limb", n_fractures=1)
+    uid = _spool_folder(study.study_dir, store, spool)
+    cpu = build_engine(Settings(models_dir=tiny_models_dir))
+    card = cpu.models[Task.FRACTURE].card
+    gpu_like = Engine(  # stands in for a CUDA engine that runs out of memory
+        models={**cpu.models, Task.FRACTURE: TaskModel(card, _CrashingRuntime())},
+        rules=cpu.rules,
+        policy=cpu.policy,
+    )
+    assert process_one(store, gpu_like, setup, clock=lambda: 10.0, cpu_fallback=lambda: cpu)
+    row = _row(store, uid)
+    assert row.state == JobState.DONE
+    assert row.attempts == 1
+    assert row.sr_sop_uid
