@@ -27,13 +27,13 @@ from triage.adapters.pacs.scp import StorageSCP
 from triage.api.app import create_app
 from triage.api.auth import TokenBook
 from triage.api.context import ApiContext
-from triage.config import Settings
+from triage.config import Settings, load_policy
 from triage.pipeline import Engine
 from triage.store.db import Store, migrate
 from triage.store.ingest import IngestPolicy
 from triage.store.jobs import CompletionRules
 from triage.store.outbox import RetryPolicy
-from triage.store.spool import Spool
+from triage.store.spool import Spool, write_durably
 from triage.worker import Supervisor, WorkerSetup
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,35 @@ class Layout:
     def cache(self) -> Path:
         """Rendered key images."""
         return self.data_dir / "cache"
+
+    @property
+    def policy(self) -> Path:
+        """The active policy: workers reload it, ``PUT /api/v1/config/policy`` replaces it."""
+        return self.data_dir / "policy.yaml"
+
+
+def install_policy(configured: Path, active: Path) -> None:
+    """Copy the configured policy to the active file the first time; after that the API owns it.
+
+    The active file survives restarts, so a policy changed through the API is not undone by a
+    restart; a configured file with a newer version than the active one is only warned about,
+    because replacing thresholds silently would bypass the audit trail.
+
+    Raises:
+        ValueError: either file does not match the policy schema (fail fast, before any job runs).
+    """
+    wanted = load_policy(configured)
+    if not active.exists():
+        write_durably(active, configured.read_bytes())
+        logger.info("active policy installed", extra={"version": wanted.version})
+        return
+    in_force = load_policy(active)
+    if wanted.version > in_force.version:
+        logger.warning(
+            "the configured policy is newer than the active one, which stays in force; "
+            "PUT it to /api/v1/config/policy to apply it",
+            extra={"configured": wanted.version, "active": in_force.version},
+        )
 
 
 class Background:
@@ -167,6 +196,8 @@ class Service:
             log_format=s.log_format,
             lease_s=s.job_lease_s,
             max_attempts=s.max_attempts,
+            policy_file=self.layout.policy,
+            policy_loader=load_policy,
             sr_destinations=tuple(n.name for n in self.nodes.values() if n.send_to),
             flag_targets=tuple(
                 n.name for n in self.nodes.values() if n.flag_target is not FlagKind.NONE
@@ -191,6 +222,7 @@ class Service:
     def start(self) -> None:
         """Migrate the store, sweep partial files, start workers, the receiver and the loops."""
         migrate(self.store.engine)
+        install_policy(self.settings.policy_file, self.layout.policy)
         swept = self.spool.sweep_partials()
         if swept:
             logger.warning("removed %d partial files left by a crash (never acknowledged)", swept)
@@ -215,6 +247,8 @@ class Service:
             models_ready=lambda: self.supervisor.alive() > 0,
             clock=time.time,
             cache_dir=self.layout.cache,
+            settings=self.settings,
+            policy_file=self.layout.policy,
         )
 
     def serve_http(self) -> None:

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
@@ -25,7 +25,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from triage.core.priority import Priority
+from triage.core.priority import Priority, TriagePolicy
 from triage.core.study import hash_uid
 from triage.dicom.outputs import write_sr
 from triage.dicom.reader import scan_files
@@ -55,6 +55,11 @@ class WorkerSetup:
     flag_targets: tuple[str, ...] = ()  # node names whose priority flag is set
     idle_poll_s: float = 0.2
     log_format: str = ""  # "json" or "text": set up logging in the (spawned) worker process
+    # The active policy file (the API replaces it) and the function that reads it, e.g.
+    # ``triage.config.load_policy``: a module-level function, so the setup still pickles for spawn.
+    # Both given: the worker reloads the policy before a job whenever the file changed.
+    policy_file: Path | None = None
+    policy_loader: Callable[[Path], TriagePolicy] | None = None
 
 
 class SystemFailure(Exception):
@@ -181,6 +186,50 @@ def process_one(
     return True
 
 
+class PolicyWatch:
+    """Swap the engine's policy for the active file's whenever that file changes.
+
+    The API replaces the file atomically (write, fsync, rename), so a change shows as a new
+    (mtime, inode, size) even within one mtime tick, and a reader never sees half a file. A file
+    that is missing or fails to load leaves the policy in force unchanged (fail safe, H20): jobs go
+    on with the last good thresholds, and the error is logged once per version of the file.
+    """
+
+    def __init__(self, path: Path, load: Callable[[Path], TriagePolicy]) -> None:
+        """Watch ``path``; ``load`` reads and validates it (raising on a bad file)."""
+        self.path = path
+        self.load = load
+        self._seen: tuple[int, int, int] | None = None  # the file version last loaded (or tried)
+
+    def apply(self, engine: Engine, *, worker_id: str = "") -> Engine:
+        """Return ``engine`` with the file's policy if the file changed since the last call."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return engine
+        signature = (st.st_mtime_ns, st.st_ino, st.st_size)
+        if signature == self._seen:
+            return engine
+        self._seen = signature
+        tag = {"worker": worker_id, "in_force": engine.policy.version}
+        try:
+            policy = self.load(self.path)
+        except Exception as e:  # any bad file: keep the last good policy rather than stop (H20)
+            logger.error("active policy file unusable; keeping the policy in force",
+                         extra={**tag, "error": type(e).__name__})  # fmt: skip
+            return engine
+        if policy == engine.policy:
+            return engine
+        logger.info("policy loaded", extra={**tag, "version": policy.version})
+        return replace(engine, policy=policy)
+
+
+def _policy_watch(setup: WorkerSetup) -> PolicyWatch | None:
+    if setup.policy_file is None or setup.policy_loader is None:
+        return None
+    return PolicyWatch(setup.policy_file, setup.policy_loader)
+
+
 def run_worker(
     setup: WorkerSetup,
     build_engine: Callable[[], Engine],
@@ -190,26 +239,31 @@ def run_worker(
     """Process jobs until ``stop`` is set (the body of each worker process).
 
     ``build_cpu_engine`` is given when ``build_engine`` makes a GPU engine; the CPU engine is
-    built only when a job first needs it.
+    built only when a job first needs it. With ``setup.policy_file`` and ``setup.policy_loader``
+    set, the policy is (re)loaded from that file before a job whenever the file changed, for the
+    CPU fallback too.
     """
     cpu: list[Engine] = []
 
     def cpu_engine() -> Engine:
         if not cpu and build_cpu_engine is not None:
             cpu.append(build_cpu_engine())
-        return cpu[0]
+        return replace(cpu[0], policy=engine.policy)  # the policy in force, reloads included
 
     if setup.log_format:
         configure_service_logging(setup.log_format)
     parent = os.getppid()
     store = Store(setup.store_url)
     engine = build_engine()
+    watch = _policy_watch(setup)
     logger.info("worker ready", extra={"worker": setup.worker_id, "pid": os.getpid()})
     try:
         while not stop.is_set():
             if os.getppid() != parent:  # the service died: an orphan must not take more jobs
                 logger.error("service gone; worker exits", extra={"worker": setup.worker_id})
                 return
+            if watch is not None:
+                engine = watch.apply(engine, worker_id=setup.worker_id)
             fallback = cpu_engine if build_cpu_engine is not None else None
             if not process_one(store, engine, setup, cpu_fallback=fallback):
                 stop.wait(setup.idle_poll_s)

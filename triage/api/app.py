@@ -15,6 +15,7 @@ GET  /events, /whoami                       read                 radiologist, in
 POST /studies/{uid}/acknowledge, /override  review               radiologist, admin
 POST /dicomweb/studies (STOW-RS)            store                integrator, admin
 GET  /audit, /outbox; POST /outbox/{id}/..  admin                admin
+GET  /config; PUT /config/policy            admin                admin
 GET  /health/live, /health/ready, /metrics  none                 anyone (no patient data)
 ==========================================  ===================  ===============================
 """
@@ -22,6 +23,7 @@ GET  /health/live, /health/ready, /metrics  none                 anyone (no pati
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -36,7 +38,7 @@ from triage.api.context import ApiContext
 from triage.api.errors import RETRY_AFTER_S, status_for
 from triage.api.key_image import KeyImages
 from triage.api.metrics import StoreCollector
-from triage.api.routes import admin, dicomweb, events, health, studies
+from triage.api.routes import admin, config, dicomweb, events, health, studies
 from triage.core.errors import TriageError
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ TAGS = [
     {"name": "studies", "description": "The worklist and one study; acknowledge and override."},
     {"name": "events", "description": "Live worklist changes (server-sent events)."},
     {"name": "dicomweb", "description": "STOW-RS: store instances over HTTP (PS3.18 §10.5)."},
-    {"name": "admin", "description": "Audit trail and outbox (admin role)."},
+    {"name": "admin", "description": "Audit trail, outbox, configuration (admin role)."},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics (no auth)."},
 ]
 
@@ -130,11 +132,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.state.key_images = KeyImages(ctx.store, ctx.spool, ctx.cache_dir)
     app.state.change_feed = ChangeFeed(ctx.store)
+    app.state.policy_lock = threading.Lock()  # PUT /config/policy: version check + write as one
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(ctx.store, ctx.spool, ctx.models_ready))
     app.state.metrics_registry = registry
     app.add_exception_handler(TriageError, _triage_error)
-    for module in (studies, events, dicomweb, admin, health):
+    for module in (studies, events, dicomweb, admin, config, health):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triage.api.auth import TokenBook
+from triage.config import Settings
 from triage.store.db import Store
 from triage.store.ingest import IngestPolicy
 from triage.store.spool import Spool
@@ -26,6 +27,10 @@ class ApiContext:
         clock: returns the time as seconds since the epoch; a test passes a fake one.
         cache_dir: a writable folder under the data dir for rendered key images (PNG files named
             by hashes, never by patient data); created when first used.
+        settings: the service's settings, shown (non-secret fields only) by ``GET /config``;
+            None: that route answers 404.
+        policy_file: the active policy file the workers reload (``<data_dir>/policy.yaml``),
+            replaced by ``PUT /config/policy``; None: policy changes answer 404.
     """
 
     store: Store
@@ -35,3 +40,5 @@ class ApiContext:
     models_ready: Callable[[], bool]
     clock: Callable[[], float]
     cache_dir: Path
+    settings: Settings | None = None
+    policy_file: Path | None = None

@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+EXPLICIT_LE = "none"  # uncompressed: storescu -R cannot convert compressed files
 PHI = {"PatientName": "Phitest^Janette", "PatientID": "PHI-998877", "AccessionNumber": "ACC771155"}
 
 
@@ -68,7 +69,7 @@ def test_stat_radiograph_jumps_the_ct_queue_tops_the_page_and_logs_hold_no_phi(
 ) -> None:
     busy = _relabel(lidc_files, tmp_path / "busy")
     routine_ct = _relabel(subset_files, tmp_path / "routine")
-    dr = make_dr_study(tmp_path / "dr", 11, kind="limb", n_fractures=1)
+    dr = make_dr_study(tmp_path / "dr", 11, kind="limb", n_fractures=1, compression=EXPLICIT_LE)
     stat_dr = _relabel(list(dr.files), tmp_path / "stat", priority="STAT")
     with ServiceProcess(tmp_path / "engine", allow={"STORESCU": "127.0.0.1"}) as service:
         assert storescu(busy, service.dicom_port).returncode == 0
