@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydicom import dcmread
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.factories import make_ct_series as _make_ct_dir
 from tests.factories import make_radiograph
+from tests.postgres import PostgresServer
 from triage.core.priority import Priority
 from triage.store import jobs, outbox
 from triage.store.db import Store, migrate
@@ -30,11 +32,26 @@ def make_ct_series(directory: Path, n: int, **kw: object) -> list[Path]:
 RULES = CompletionRules(quiet_s=10.0, early_quiet_s=1.0, min_ct_slices=4)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'triage.db'}")
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for this module's PostgreSQL runs."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same store code on SQLite (embedded default) and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'triage.db'}")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        s = Store(server.url)
+        with s.engine.begin() as conn:  # each test starts from an empty schema
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     migrate(s.engine)
-    return s
+    yield s
+    s.close()
 
 
 @pytest.fixture
