@@ -101,3 +101,20 @@ def orthanc_srs(orthanc: OrthancServer, study_uid: str) -> list[dict[str, Any]]:
         return []
     response.raise_for_status()
     return list(response.json())
+
+
+def check_sr_in_orthanc(orthanc: OrthancServer, study_uid: str, work_dir: Path) -> Path:
+    """Assert Orthanc holds exactly one SR for the study, found by QIDO-RS, dciodvfy-clean.
+
+    Returns the SR file as fetched from Orthanc.
+    """
+    (sr_json,) = orthanc_srs(orthanc, study_uid)
+    assert sr_json["0020000D"]["Value"] == [study_uid]
+    sop_uid = sr_json["00080018"]["Value"][0]
+    (match,) = orthanc.rest("POST", "/tools/lookup", content=sop_uid).json()
+    path = work_dir / f"sr-{match['ID']}.dcm"
+    path.write_bytes(orthanc.rest("GET", f"/instances/{match['ID']}/file").content)
+    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    errors = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
+    assert errors == [], errors
+    return path

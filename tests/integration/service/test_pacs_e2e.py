@@ -17,6 +17,7 @@ import pydicom
 import pytest
 
 from tests.integration.service.conftest import (
+    check_sr_in_orthanc,
     engine_with_orthanc,
     orthanc_srs,
     query,
@@ -162,7 +163,7 @@ def test_orthanc_outage_during_write_back_delivers_the_sr_exactly_once(
             90,
             "delivery after the outage",
         )
-        assert len(orthanc_srs(orthanc, uid)) == 1
+        check_sr_in_orthanc(orthanc, uid, tmp_path)
 
 
 def _dated_today(files: list[Path], out: Path) -> list[Path]:
@@ -201,5 +202,6 @@ def test_pull_mode_finds_a_new_study_retrieves_it_and_writes_back(
         assert row["state"] == "not_analysed"  # 16 slices: truncated series, named reason
         assert "fewer than 40" in row["reason"]
         _wait(lambda: len(orthanc_srs(orthanc, uid)) == 1, 60, "SR written back")
+        check_sr_in_orthanc(orthanc, uid, tmp_path)
         sources = {str(r[0]) for r in query(service, "SELECT source FROM instances")}
         assert sources == ({"pull:orthanc"} if rest else {f"dimse:{orthanc.aet}"})
