@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from triage import cli_service, cli_training
+from triage import cli_dataset, cli_service, cli_training
 from triage.adapters.folder import FolderSink
 from triage.cli_support import configure_logging, console
 from triage.config import Settings, load_policy
@@ -296,6 +296,7 @@ app.command()(cli_training.train)
 app.command()(cli_training.export)
 app.command("import-bundle")(cli_training.import_bundle)
 app.command()(cli_training.evaluate)
+app.add_typer(cli_dataset.app, name="dataset")
 
 
 @models_app.command("verify")

@@ -195,22 +195,17 @@ def export_dataset(
         query = query.where(Study.finished_at >= since)
     with store.session() as s:
         studies = list(s.scalars(query.order_by(Study.study_uid)))
-        rows = list(
-            s.scalars(
-                select(Instance).where(
-                    Instance.study_uid.in_([st.study_uid for st in studies]),
-                    Instance.modality.not_in(sorted(NON_IMAGE_MODALITIES)),
+    for study in studies:
+        with store.session() as s:
+            rows = list(
+                s.scalars(
+                    select(Instance).where(
+                        Instance.study_uid == study.study_uid,
+                        Instance.modality.not_in(sorted(NON_IMAGE_MODALITIES)),
+                    )
                 )
             )
-        )
-    for study in studies:
-        one = _export_study(
-            study,
-            [r for r in rows if r.study_uid == study.study_uid],
-            spool=spool,
-            out=out,
-            deid=deid,
-        )
+        one = _export_study(study, rows, spool=spool, out=out, deid=deid)
         key.studies[study.study_uid] = deid.pseudonym_uid(study.study_uid)
         total.studies += 1
         total.instances += one.instances

@@ -205,7 +205,7 @@ def evaluate(
 
 def _ap_table(ap_at_iou: dict[float, float], *, n_scans: int) -> Table:
     """Return the AP-at-IoU figures as a table (fracture evaluation)."""
-    table = Table(title=f"Average precision on boxes ({n_scans} synthetic radiographs)")
+    table = Table(title="Box AP", caption=f"{n_scans} synthetic radiographs")
     table.add_column("IoU ≥", justify="right")
     table.add_column("AP", justify="right")
     for iou, ap in sorted(ap_at_iou.items()):

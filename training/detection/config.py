@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from triage.inference.spec import DetectionSpec, NetworkSpec, PreprocessSpec
 
@@ -33,6 +33,56 @@ class SyntheticData(BaseModel):
     cache_dir: Path = Path("work/cache")
 
 
+class DatalistData(BaseModel):
+    """A MONAI / LUNA16 detection datalist JSON: ``{"training": [{"image", "box", "label"}], ...}``.
+
+    CT (``task: lung_nodule``): boxes are ``cccwhd`` in world millimetres of the patient **LPS**
+    frame, the DICOM / ITK frame that ``triage synth ct`` writes and that MONAI's LUNA16 datalists
+    use (the bundle reads with ITK, converts the affine back to LPS and only then maps boxes to
+    voxels, ``AffineBoxToImageCoordinated(affine_lps_to_ras=True)``). ``image`` is a NIfTI / MHD /
+    NRRD file (read with SimpleITK, whose world frame is LPS) or a folder holding one CT series.
+    Radiographs (``task: fracture``): ``image`` is one CR/DX DICOM file and boxes are pixel
+    ``xyxy`` edges (x = column, y = row, x1 and y1 exclusive), as ``triage synth dr`` writes them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["datalist"]
+    datalist: Path
+    base_dir: Path | None = None  # image paths are relative to this; default: the JSON's folder
+    section: str = Field("training", min_length=1)
+    cache_dir: Path = Path("work/cache")
+
+
+class DicomCsvData(BaseModel):
+    """A folder of DICOM CT studies and a LUNA16 ``annotations.csv`` (lung nodules only).
+
+    The CSV has ``seriesuid,coordX,coordY,coordZ,diameter_mm`` with centres in world (patient LPS)
+    millimetres, one row per nodule. Every CT series in ``dicom_dir`` is a training image; a series
+    without rows is a negative.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["dicom_csv"]
+    dicom_dir: Path
+    annotations_csv: Path
+    cache_dir: Path = Path("work/cache")
+
+
+def _data_kind(value: object) -> str:
+    """Return the ``kind`` of a data section; a section without one is ``synthetic`` (as before)."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "synthetic"))
+    return str(getattr(value, "kind", "synthetic"))
+
+
+DataConfig = Annotated[
+    Annotated[SyntheticData, Tag("synthetic")]
+    | Annotated[DatalistData, Tag("datalist")]
+    | Annotated[DicomCsvData, Tag("dicom_csv")],
+    Discriminator(_data_kind),
+]
+
+
 class TrainConfig(BaseModel):
     """One experiment: what to build, on which data, for how long."""
 
@@ -43,7 +93,7 @@ class TrainConfig(BaseModel):
     network: NetworkSpec = NetworkSpec()
     detection: DetectionSpec = DetectionSpec()
     preprocess: PreprocessSpec = PreprocessSpec()
-    data: SyntheticData = SyntheticData()
+    data: DataConfig = SyntheticData()
     crop_size: tuple[int, ...] = (96, 96, 48)
     batch_size: int = Field(4, ge=1)
     pos_fraction: float = Field(0.6, ge=0.0, le=1.0)
@@ -54,6 +104,9 @@ class TrainConfig(BaseModel):
     seed: int = 0
     threads: int = Field(2, ge=1)
     data_workers: int = Field(2, ge=1)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: CUDA when available
+    amp: bool = True  # mixed precision (autocast + GradScaler), on CUDA only; CPU runs in float32
+    log_dir: Path | None = None  # TensorBoard events; `triage train` defaults to <out>/tb
 
 
 def load_config(path: Path) -> TrainConfig:

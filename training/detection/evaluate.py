@@ -4,19 +4,21 @@ Nodules: fresh synthetic phantoms (seeds never used in training) rendered at sca
 sizes (in-plane 0.6-0.95 mm, slices 0.6-2.5 mm), so resampling is exercised too; LUNA16 FROC/CPM
 with bootstrap CIs; plus the real LIDC-IDRI-0001 scan against its radiologists' consensus nodule.
 Fractures: fresh synthetic radiographs; FROC with "hit" = predicted box centre inside the reference
-box. Synthetic figures describe the phantoms, not clinical performance.
+box, and (when asked) average precision at IoU 0.1 / 0.3 on the boxes (``training.common.box_ap``).
+Synthetic figures describe the phantoms, not clinical performance.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from training.common.box_ap import BoxImage, average_precision
 from training.common.froc import (
     LUNA16_FP_RATES,
     ScanResult,
@@ -48,10 +50,11 @@ class Evaluation:
     cpm: float
     ci: dict[str, tuple[float, float]]
     per_scan: list[dict[str, object]]
+    ap_at_iou: dict[float, float] | None = None  # fractures, when asked: {IoU: AP}
 
     def as_json(self) -> dict[str, object]:
         """Return plain values for the model card and reports."""
-        return {
+        out: dict[str, object] = {
             "n_scans": self.n_scans,
             "n_targets": self.n_targets,
             "cpm": round(self.cpm, 4),
@@ -61,6 +64,10 @@ class Evaluation:
             },
             "ci95": {k: [round(a, 4), round(b, 4)] for k, (a, b) in self.ci.items()},
         }
+        if self.ap_at_iou is not None:
+            out["ap_at_iou"] = {f"{t:g}": round(v, 4) for t, v in self.ap_at_iou.items()}
+            out["ap_method"] = "MONAI COCOMetric: 101-point interpolated AP, max 100 detections"
+        return out
 
 
 def _runner(model_dir: Path) -> tuple[ModelCard, Callable[[np.ndarray], list[np.ndarray]]]:
@@ -100,10 +107,13 @@ def nodule_scan(
     )
 
 
-def fracture_scan(
+def fracture_run(
     seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
-) -> ScanResult:
-    """Render one evaluation radiograph and detect on it; hit = centre in the reference box."""
+) -> tuple[ScanResult, BoxImage]:
+    """Render one evaluation radiograph, detect on it; return its FROC hits and its boxes.
+
+    Boxes (predicted and reference) are source-pixel edges ``[c0, r0, c1, r1]``.
+    """
     kind = "chest" if seed % 3 == 0 else "limb"
     phantom = generate_radiograph(seed, kind=kind)
     radiograph = as_radiograph(phantom)
@@ -111,16 +121,42 @@ def fracture_scan(
     found = fracture.to_findings(detect(prepared.image, head, card.detection), prepared, radiograph)
     gt = np.array([f.box_col_row for f in phantom.fractures], dtype=np.float64).reshape(-1, 4)
     preds = np.array([f.box_px.center_col_row for f in found]).reshape(-1, 2)
-    return scan_from_boxes(preds, np.array([f.score for f in found]), gt)
+    scores = np.array([f.score for f in found])
+    boxes = np.array(
+        [[*f.box_px.min_col_row, *f.box_px.max_col_row] for f in found], dtype=np.float64
+    ).reshape(-1, 4)
+    return scan_from_boxes(preds, scores, gt), BoxImage(boxes, scores, gt)
+
+
+def fracture_scan(
+    seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
+) -> ScanResult:
+    """Render one evaluation radiograph and detect on it; hit = centre in the reference box."""
+    return fracture_run(seed, card, head)[0]
 
 
 def evaluate_synthetic(
-    model_dir: Path, *, n_scans: int, task: str, n_boot: int = 500
+    model_dir: Path,
+    *,
+    n_scans: int,
+    task: str,
+    n_boot: int = 500,
+    ap_ious: Sequence[float] = (),
 ) -> Evaluation:
-    """Run the model on ``n_scans`` fresh phantoms and return FROC, CPM and bootstrap CIs."""
+    """Run the model on ``n_scans`` fresh phantoms and return FROC, CPM and bootstrap CIs.
+
+    With ``ap_ious`` (fractures only), also AP at those IoU thresholds on the boxes.
+    """
     card, head = _runner(model_dir)
-    make = nodule_scan if task == "lung_nodule" else fracture_scan
-    scans = [make(EVAL_SEED_OFFSET + s, card, head) for s in range(n_scans)]
+    seeds = [EVAL_SEED_OFFSET + s for s in range(n_scans)]
+    ap: dict[float, float] | None = None
+    if task == "lung_nodule":
+        scans = [nodule_scan(seed, card, head) for seed in seeds]
+    else:
+        runs = [fracture_run(seed, card, head) for seed in seeds]
+        scans = [scan for scan, _ in runs]
+        if ap_ious:
+            ap = average_precision([image for _, image in runs], iou_thresholds=ap_ious)
     _, _, at, cpm = froc(scans)
     per_scan: list[dict[str, object]] = [
         {"seed": EVAL_SEED_OFFSET + n, "targets": s.n_targets, "detections": len(s.pred_scores)}
@@ -133,6 +169,7 @@ def evaluate_synthetic(
         cpm,
         bootstrap_ci(scans, n_boot=n_boot),
         per_scan,
+        ap,
     )
 
 

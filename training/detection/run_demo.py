@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from training.detection import fracture_data, nodule_data
-from training.detection.config import TrainConfig, load_config
+from training.detection.config import SyntheticData, TrainConfig, load_config
 from training.detection.crops import Sample
 from training.detection.train import train
 
@@ -25,7 +25,16 @@ def main() -> None:
 
 
 def build_pool_for(cfg: TrainConfig) -> list[Sample]:
-    """Render (or load from the cache) the phantom pool the config names."""
+    """Render (or load from the cache) the phantom pool the config names.
+
+    Raises:
+        ValueError: the config's data are not synthetic (``triage train`` reads real data).
+    """
+    if not isinstance(cfg.data, SyntheticData):
+        raise ValueError(
+            f"data.kind must be synthetic to render phantoms, got {cfg.data.kind}; "
+            "train on real data with `triage train`"
+        )
     seeds = list(range(*cfg.data.train_seeds))
     data = nodule_data if cfg.task == "lung_nodule" else fracture_data
     pool: list[Sample] = data.build_pool(

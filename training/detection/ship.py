@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.detection.config import load_config
+from training.detection.config import SyntheticData, load_config
 from training.detection.evaluate import (
     EVAL_SEED_OFFSET,
     evaluate_lidc,
@@ -67,6 +67,8 @@ def main() -> None:
     p.add_argument("--train-command", default="")
     args = p.parse_args()
     cfg = load_config(args.config)
+    if not isinstance(cfg.data, SyntheticData):
+        p.error(f"--config must train on synthetic data to ship a demo model, got {cfg.data.kind}")
     nodule = cfg.task == "lung_nodule"
     lidc = _lidc_paths(args.shared_data) if nodule else None
     generator = CT_GENERATOR if nodule else DR_GENERATOR
