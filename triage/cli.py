@@ -59,7 +59,9 @@ def build_engine(settings: Settings, *, policy_file: Path | None = None) -> Engi
     """Load rules, policy and every model folder in ``settings.models_dir`` (sha256-verified)."""
     models: dict[Task, TaskModel] = {}
     unavailable: dict[Task, str] = {}
-    opts = RuntimeOptions(device=settings.device, threads=settings.threads)
+    opts = RuntimeOptions(
+        device=settings.device, threads=settings.threads, triton_url=settings.triton_url
+    )
     for task in Task:
         folder = _model_folder(settings.models_dir, task)
         if folder is None:
@@ -169,7 +171,9 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summaries as JSON on stdout.")
     ] = False,
-    runtime: Annotated[str, typer.Option(help="onnx (default, no torch) or torch.")] = "onnx",
+    runtime: Annotated[
+        str, typer.Option(help="onnx (default, no torch), torch, or triton (TRIAGE_TRITON_URL).")
+    ] = "onnx",
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     policy: Annotated[
         Path | None, typer.Option(help="Thresholds file (configs/policy.yaml schema).")
@@ -314,7 +318,10 @@ def models_verify(
         try:
             card = load_card(card_path.parent)
             rt = make_runtime(
-                settings.runtime, card, card_path.parent, RuntimeOptions(device=settings.device)
+                settings.runtime,
+                card,
+                card_path.parent,
+                RuntimeOptions(device=settings.device, triton_url=settings.triton_url),
             )
             table.add_row(
                 card.name,

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", extra="forbid")
     models_dir: Path = REPO_ROOT / "models"
-    runtime: Literal["onnx", "torch"] = "onnx"
+    runtime: Literal["onnx", "torch", "triton"] = "onnx"
+    triton_url: str | None = None  # gRPC host:port of a Triton server; needed by runtime="triton"
     device: str = "cpu"
     threads: int = Field(0, ge=0)
     policy_file: Path = REPO_ROOT / "configs" / "policy.yaml"

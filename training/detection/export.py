@@ -14,6 +14,7 @@ from monai.apps.detection.networks.retinanet_network import RetinaNet
 from training.detection.config import TrainConfig
 from triage.inference.card import ChangelogEntry, IOContract, ModelCard, WeightsRef, sha256_file
 from triage.inference.networks import HeadOutputs, build_network, export_onnx, output_names
+from triage.inference.triton_config import render_config_pbtxt
 
 MAX_ONNX_BYTES = 25 * 1024 * 1024
 
@@ -96,6 +97,7 @@ def export_model(
         ),
     )
     write_card(card, model_dir)
+    write_triton_config(card, model_dir)
     return card
 
 
@@ -103,6 +105,14 @@ def write_card(card: ModelCard, model_dir: Path) -> None:
     """Write ``model.yaml`` (plain YAML, keys in schema order)."""
     data = card.model_dump(mode="json")
     (model_dir / "model.yaml").write_text(yaml.safe_dump(data, sort_keys=False, width=110))
+
+
+def write_triton_config(card: ModelCard, model_dir: Path) -> Path:
+    """Write ``triton/config.pbtxt`` rendered from the card (the card stays the one source, H18)."""
+    path = model_dir / "triton" / "config.pbtxt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(render_config_pbtxt(card))
+    return path
 
 
 def _previous_changelog(model_dir: Path) -> tuple[ChangelogEntry, ...]:

@@ -52,7 +52,13 @@ def _torch(card: ModelCard, model_dir: Path, opts: RuntimeOptions) -> Runtime:
     return TorchRuntime(card, model_dir, opts)
 
 
-RUNTIMES: dict[str, RuntimeFactory] = {"onnx": _onnx, "torch": _torch}
+def _triton(card: ModelCard, model_dir: Path, opts: RuntimeOptions) -> Runtime:
+    from triage.inference.runtimes.triton import TritonRuntime  # noqa: PLC0415 - needs the triton extra
+
+    return TritonRuntime(card, model_dir, opts)
+
+
+RUNTIMES: dict[str, RuntimeFactory] = {"onnx": _onnx, "torch": _torch, "triton": _triton}
 
 
 def make_runtime(kind: str, card: ModelCard, model_dir: Path, opts: RuntimeOptions) -> Runtime:
