@@ -244,7 +244,7 @@ class Service:
             spool=self.spool,
             tokens=self.tokens(),
             ingest_policy=self.ingest_policy,
-            models_ready=lambda: self.supervisor.alive() > 0,
+            models_ready=lambda: self.supervisor.ready() > 0,
             clock=time.time,
             cache_dir=self.layout.cache,
             settings=self.settings,

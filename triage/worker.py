@@ -235,8 +235,11 @@ def run_worker(
     build_engine: Callable[[], Engine],
     stop: Event,
     build_cpu_engine: Callable[[], Engine] | None = None,
+    ready: Event | None = None,
 ) -> None:
     """Process jobs until ``stop`` is set (the body of each worker process).
+
+    ``ready`` is set once the models are loaded, so ``/health/ready`` means "can analyse now".
 
     ``build_cpu_engine`` is given when ``build_engine`` makes a GPU engine; the CPU engine is
     built only when a job first needs it. With ``setup.policy_file`` and ``setup.policy_loader``
@@ -256,6 +259,8 @@ def run_worker(
     store = Store(setup.store_url)
     engine = build_engine()
     watch = _policy_watch(setup)
+    if ready is not None:
+        ready.set()
     logger.info("worker ready", extra={"worker": setup.worker_id, "pid": os.getpid()})
     try:
         while not stop.is_set():
@@ -298,6 +303,7 @@ class Supervisor:
         self._ctx = multiprocessing.get_context("spawn")
         self._stop = self._ctx.Event()
         self._procs: dict[str, BaseProcess] = {}
+        self._ready: dict[str, Event] = {}
 
     def start(self) -> None:
         """Re-queue every job left RUNNING by a previous run, then start the workers."""
@@ -310,13 +316,15 @@ class Supervisor:
             self._spawn(setup)
 
     def _spawn(self, setup: WorkerSetup) -> None:
+        ready = self._ctx.Event()  # set by the worker once its models are loaded
         proc = self._ctx.Process(
             target=run_worker,
-            args=(setup, self._build_engine, self._stop, self._build_cpu_engine),
+            args=(setup, self._build_engine, self._stop, self._build_cpu_engine, ready),
             name=f"triage-{setup.worker_id}", daemon=True,
         )  # fmt: skip
         proc.start()
         self._procs[setup.worker_id] = proc
+        self._ready[setup.worker_id] = ready
 
     def tick(self) -> list[str]:
         """Do the periodic work; return the study UIDs queued by this tick."""
@@ -339,6 +347,10 @@ class Supervisor:
     def alive(self) -> int:
         """Return how many worker processes are running."""
         return sum(p.is_alive() for p in self._procs.values())
+
+    def ready(self) -> int:
+        """Return how many workers are running with their models loaded (readiness)."""
+        return sum(p.is_alive() and self._ready[w].is_set() for w, p in self._procs.items())
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask workers to finish their current job and exit; kill those that do not."""

@@ -142,6 +142,8 @@ def test_orthanc_outage_during_write_back_delivers_the_sr_exactly_once(
     service, orthanc = engine_with_orthanc(tmp_path, roles={"send_to": True, "send": "stow"})
     uid = _study_uid(subset_files)
     with orthanc, service:
+        # ready means the worker has its models loaded, not merely that its process exists
+        assert '"msg": "worker ready"' in service.log_path.read_text()
         orthanc.stop()  # the PACS goes down before the engine has anything to deliver
         assert storescu(subset_files, service.dicom_port).returncode == 0
         service.wait_for(uid, ("not_analysed", "done"))
