@@ -21,7 +21,8 @@ from pydicom.uid import generate_uid
 
 from triage.core.findings import Box2D, Box3D, FractureFinding, NoduleFinding
 from triage.core.priority import TriagePolicy, prioritise
-from triage.dicom.outputs import AlgorithmInfo, build_sr, read_sr_findings, write_sr
+from triage.dicom.outputs import AlgorithmInfo, build_sr, write_sr
+from triage.dicom.sr_reader import read_sr_findings
 from triage.imaging.volume import affine_from_geometry
 
 pytestmark = pytest.mark.integration

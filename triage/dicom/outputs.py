@@ -1,4 +1,4 @@
-"""Findings and the triage decision out as a Comprehensive 3D SR (TID 1500), and back in.
+"""Findings and the triage decision out as a Comprehensive 3D SR (TID 1500).
 
 The document is AI output that nobody has verified: its SeriesDescription says so, and its flags
 read PARTIAL / PRELIMINARY / UNVERIFIED. Every UID is derived from the study, the analysed
@@ -19,21 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypedDict
 
 import highdicom as hd
 import numpy as np
 import numpy.typing as npt
-from highdicom.sr.templates import (  # the common base of highdicom's three group kinds
-    _MeasurementsAndQualitativeEvaluations as _Group,
-)
-from pydicom import Dataset, dcmread
-from pydicom.sr.coding import Code
+from pydicom import Dataset
 from pydicom.valuerep import DT
 
 from triage import __version__
 from triage.core.findings import FractureFinding, NoduleFinding
-from triage.core.priority import Priority, TriageDecision
+from triage.core.priority import TriageDecision
 from triage.dicom import sr_content as sc
 
 SERIES_DESCRIPTION = "AI triage (unverified) - not for diagnostic use"
@@ -201,61 +196,6 @@ def write_sr(sr: Dataset, out_dir: Path) -> Path:
     return target
 
 
-class SRFinding(TypedDict):
-    """One measurement group of a TID 1500 report, as plain values."""
-
-    finding_type: str | None  # code meaning, e.g. "Nodule"
-    tracking_identifier: str | None
-    tracking_uid: str | None
-    measurements: dict[str, tuple[float, str]]  # concept meaning -> (value, UCUM unit code)
-    algorithm_version: str | None
-
-
-class SRTriage(TypedDict):
-    """The engine's document-level triage evaluation, as plain values."""
-
-    priority: Priority | None
-    reasons: list[str]
-    policy_version: str | None
-
-
-def read_sr_findings(path: Path) -> list[SRFinding]:
-    """Return the measurement groups of any TID 1500 SR file (the engine's or a third party's).
-
-    Groups come planar first, then volumetric, then image-level, each in document order. A
-    measurement with a derivation (e.g. "Mean") is keyed ``"<name> (<derivation>)"``, so that
-    statistics of one quantity stay apart.
-
-    Raises:
-        ValueError: if the file is not an SR whose root is a TID 1500 Measurement Report.
-    """
-    report = hd.sr.srread(path).content
-    if not isinstance(report, hd.sr.MeasurementReport):
-        raise ValueError(
-            f"SR root must be a TID 1500 Measurement Report, got {type(report).__name__}"
-        )
-    groups = [
-        *report.get_planar_roi_measurement_groups(),
-        *report.get_volumetric_roi_measurement_groups(),
-        *report.get_image_measurement_groups(),
-    ]
-    return [_finding_dict(g) for g in groups]
-
-
-def read_sr_triage(path: Path) -> SRTriage:
-    """Return the priority, reasons and policy version the engine wrote (empty for other SRs)."""
-    out = SRTriage(priority=None, reasons=[], policy_version=None)
-    for container in _children(dcmread(path), sc.QUALITATIVE_EVALUATIONS):
-        for item in _children(container, sc.PRIORITY):
-            value = item.ConceptCodeSequence[0]
-            if value.CodingSchemeDesignator == sc.PRIVATE_SCHEME:
-                out["priority"] = Priority(value.CodeValue)
-        out["reasons"] += [str(item.TextValue) for item in _children(container, sc.TRIAGE_REASON)]
-        for item in _children(container, sc.POLICY_VERSION):
-            out["policy_version"] = str(item.TextValue)
-    return out
-
-
 def _check_inputs(sources: Sequence[Dataset], algorithms: Sequence[AlgorithmInfo]) -> None:
     if not algorithms:
         raise ValueError("algorithms must name at least one model, got none")
@@ -374,37 +314,3 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _finding_dict(group: _Group) -> SRFinding:
-    measurements: dict[str, tuple[float, str]] = {}
-    for m in group.get_measurements():
-        name = str(m.name.meaning)
-        if m.derivation is not None:
-            name = f"{name} ({m.derivation.meaning})"
-        key, copy = name, 2
-        while key in measurements:
-            key, copy = f"{name} #{copy}", copy + 1
-        measurements[key] = (float(m.value), str(m.unit.value))
-    versions = [
-        item.TextValue
-        for item in hd.sr.utils.find_content_items(group[0], name=sc.ALGORITHM_VERSION)
-    ]
-    return SRFinding(
-        finding_type=None if group.finding_type is None else str(group.finding_type.meaning),
-        tracking_identifier=group.tracking_identifier,
-        tracking_uid=None if group.tracking_uid is None else str(group.tracking_uid),
-        measurements=measurements,
-        algorithm_version=str(versions[0]) if versions else None,
-    )
-
-
-def _children(ds: Dataset, name: Code) -> list[Dataset]:
-    """Return the direct content items of ``ds`` whose concept name is ``name``."""
-    return [
-        item
-        for item in ds.get("ContentSequence", [])
-        if "ConceptNameCodeSequence" in item
-        and item.ConceptNameCodeSequence[0].CodeValue == name.value
-        and item.ConceptNameCodeSequence[0].CodingSchemeDesignator == name.scheme_designator
-    ]

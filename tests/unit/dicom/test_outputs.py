@@ -16,16 +16,9 @@ from pydicom.uid import UID, Comprehensive3DSRStorage, generate_uid
 
 from triage.core.findings import Box2D, Box3D, FractureFinding, NoduleFinding
 from triage.core.priority import Priority, TriageDecision, TriagePolicy, prioritise
-from triage.dicom.outputs import (
-    SERIES_DESCRIPTION,
-    AlgorithmInfo,
-    build_sr,
-    derive_uid,
-    read_sr_findings,
-    read_sr_triage,
-    write_sr,
-)
+from triage.dicom.outputs import SERIES_DESCRIPTION, AlgorithmInfo, build_sr, derive_uid, write_sr
 from triage.dicom.sr_content import axial_rectangle_lps, pixel_rectangle
+from triage.dicom.sr_reader import read_sr_findings, read_sr_triage
 from triage.imaging.volume import affine_from_geometry
 
 NOW = datetime(2024, 3, 1, 14, 5, 9, 250000)
