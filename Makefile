@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml requirements.lock scripts/install-system-deps.sh
 	./scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,dev,triton]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,dev,triton,postgres]'
 	# tritonserver for the Triton tests: the wheel pins numpy<2 for its Python API, which is not used.
 	$(BIN)/python -m pip install -q --no-deps nvidia-pytriton==0.7.0
 	touch $(STAMP)
