@@ -131,12 +131,11 @@ class DemoService:
     def send(self, studies: dict[str, list[Path]]) -> None:
         """C-STORE each study on its own association, as a PACS auto-forward rule does."""
         node = PacsNode(name="engine", ae_title="TRIAGE", host="127.0.0.1", port=self.dicom_port)
-        for i, (uid, files) in enumerate(studies.items(), start=1):
+        for i, files in enumerate(studies.values(), start=1):
             results = scu.store_files(node, files, calling_ae=DEMO_AE)
             bad = [r for r in results if not r.ok]
             note = f" ([red]{len(bad)} refused[/])" if bad else ""
             console.print(f"  sent study {i}/{len(studies)}: {len(files)} instances{note}")
-            del uid
 
     def wait(self, uids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
         """Wait until every study is finished; return the worklist rows (server order)."""

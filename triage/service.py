@@ -184,7 +184,6 @@ class Service:
                 Background("poller", lambda: self._poll(pull_nodes), settings.poll_interval_s)
             )
         self._extra_loops = extra_loops
-        self._server: uvicorn.Server | None = None
 
     def _worker_setup(self, n: int) -> WorkerSetup:
         s = self.settings
@@ -261,9 +260,8 @@ class Service:
             access_log=False,
             timeout_graceful_shutdown=3,  # open event streams never end on their own
         )
-        self._server = uvicorn.Server(config)
         try:
-            self._server.run()
+            uvicorn.Server(config).run()
         finally:
             self.stop()
 
