@@ -65,19 +65,7 @@ def history(store: Store, study_uid: str) -> list[AuditEntry]:
         *audit.recent(store, action=OVERRIDE, study_uid=study_uid, limit=100),
     ]
     records.sort(key=lambda r: r.at, reverse=True)
-    return [
-        AuditEntry(
-            at=r.at,
-            actor=r.actor,
-            role=r.role,
-            action=r.action,
-            study_uid=r.study_uid,
-            outcome=r.outcome,
-            remote=r.remote,
-            detail=dict(r.detail),
-        )
-        for r in records
-    ]
+    return [AuditEntry.from_record(r) for r in records]
 
 
 def read_study(store: Store, study_uid: str, *, actor: Actor, now: float) -> StudyDetail:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from triage.core.priority import Priority
+from triage.store.audit import AuditRecord
 
 OverridePriority = Literal["stat", "urgent", "routine"]
 
@@ -127,6 +128,14 @@ class AuditEntry(_Out):
     outcome: str
     remote: str
     detail: dict[str, object]
+
+    @classmethod
+    def from_record(cls, r: AuditRecord) -> AuditEntry:
+        """Return the response form of one stored audit row."""
+        return cls(
+            at=r.at, actor=r.actor, role=r.role, action=r.action, study_uid=r.study_uid,
+            outcome=r.outcome, remote=r.remote, detail=dict(r.detail),
+        )  # fmt: skip
 
 
 class StudyDetail(WorklistRow):

@@ -40,16 +40,7 @@ def read_audit(
 ) -> list[AuditEntry]:
     """Return audit rows, newest first, optionally for one action and/or one study."""
     return [
-        AuditEntry(
-            at=r.at,
-            actor=r.actor,
-            role=r.role,
-            action=r.action,
-            study_uid=r.study_uid,
-            outcome=r.outcome,
-            remote=r.remote,
-            detail=dict(r.detail),
-        )
+        AuditEntry.from_record(r)
         for r in audit.recent(ctx.store, action=action, study_uid=study_uid, limit=limit)
     ]
 
