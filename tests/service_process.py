@@ -74,6 +74,7 @@ class ServiceProcess:
             "TRIAGE_API_TOKENS_FILE": str(tokens_file),
             "TRIAGE_QUIET_PERIOD_S": "2",
             "TRIAGE_EARLY_QUIET_S": "1",
+            "TRIAGE_RESTART_GRACE_S": "20",
             "TRIAGE_OUTBOX_BASE_DELAY_S": "1",
             "TRIAGE_POLL_INTERVAL_S": "1",
             "TRIAGE_THREADS": "1",

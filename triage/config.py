@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     max_disk_fill: float = Field(0.95, gt=0, le=1)
     quiet_period_s: float = Field(10.0, gt=0)
     early_quiet_s: float = Field(1.0, ge=0)
+    restart_grace_s: float = Field(60.0, ge=0)  # after a restart, half-received studies wait longer
     workers: int = Field(1, ge=1, le=32)
     max_attempts: int = Field(3, ge=1, le=20)
     job_lease_s: float = Field(900.0, gt=0)

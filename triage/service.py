@@ -145,6 +145,7 @@ class Service:
             rules=CompletionRules(
                 quiet_s=settings.quiet_period_s, early_quiet_s=settings.early_quiet_s
             ),
+            restart_grace_s=settings.restart_grace_s,
             build_cpu_engine=(
                 functools.partial(build_engine, settings.model_copy(update={"device": "cpu"}))
                 if settings.device != "cpu"

@@ -293,8 +293,10 @@ class Supervisor:
         rules: jobs.CompletionRules,
         clock: Callable[[], float] = time.time,
         build_cpu_engine: Callable[[], Engine] | None = None,
+        restart_grace_s: float = 60.0,
     ) -> None:
         self._build_cpu_engine = build_cpu_engine
+        self._restart_grace_s = restart_grace_s
         self._store = store
         self._setups = setups
         self._build_engine = build_engine
@@ -312,6 +314,7 @@ class Supervisor:
                              all_running=True)  # fmt: skip
         if again:
             logger.warning("re-queued %d interrupted jobs from the previous run", len(again))
+        jobs.restart_quiet(self._store, now=self._clock(), grace_s=self._restart_grace_s)
         for setup in self._setups:
             self._spawn(setup)
 

@@ -203,6 +203,8 @@ def _touch_study(
         )
         s.add(study)
     if not new:
+        if study.state == JobState.RECEIVED.value:  # a re-send in progress: wait for the rest
+            study.quiet_since = max(study.quiet_since or now, now)
         return
     mods = set(filter(None, study.modalities.split(","))) | ({modality} if modality else set())
     study.modalities = ",".join(sorted(mods))[:64]
@@ -218,6 +220,7 @@ def _touch_study(
         return  # reports and key-object notes (our own SR echoed back included) trigger nothing
     study.n_instances = (study.n_instances or 0) + 1
     study.last_received_at = now
+    study.quiet_since = max(study.quiet_since or now, now)  # never shortens a restart grace
     if study.state in FINISHED_STATES or study.state in (JobState.COMPLETE, JobState.QUEUED):
         # A late instance: back to waiting for quiet; the next analysis replaces the SR.
         study.state = JobState.RECEIVED.value

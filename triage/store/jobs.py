@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from triage.core.priority import Priority
@@ -95,14 +95,14 @@ def promote_complete(store: Store, *, now: float, rules: CompletionRules) -> lis
     """Queue every RECEIVED study that is quiet, or evidently complete and briefly quiet."""
     queued: list[str] = []
     with store.session() as s:
+        since = func.coalesce(Study.quiet_since, Study.last_received_at)
         waiting = s.scalars(
             select(Study).where(
-                Study.state == JobState.RECEIVED.value,
-                Study.last_received_at <= now - rules.early_quiet_s,
+                Study.state == JobState.RECEIVED.value, since <= now - rules.early_quiet_s
             )
         ).all()
         for study in waiting:
-            quiet = study.last_received_at <= now - rules.quiet_s
+            quiet = (study.quiet_since or study.last_received_at) <= now - rules.quiet_s
             if quiet and study.n_instances == 0:
                 study.state = JobState.NOT_ANALYSED.value
                 study.reason = "the study has no images (only SR/PR/KO objects); nothing to analyse"
@@ -123,6 +123,23 @@ def promote_complete(store: Store, *, now: float, rules: CompletionRules) -> lis
             .values(state=JobState.QUEUED.value, reason="")
         )
     return queued
+
+
+def restart_quiet(store: Store, *, now: float, grace_s: float) -> int:
+    """Give every study still receiving ``grace_s`` more before its quiet period starts.
+
+    Called when the service starts. A sender interrupted by a crash of the engine resumes on its
+    own retry schedule; without this, the part received before the crash (often a run of evenly
+    spaced slices that looks complete) would be analysed at once and again when the rest arrives.
+    Returns the number of studies affected.
+    """
+    with store.session() as s:
+        result = s.execute(
+            update(Study)
+            .where(Study.state == JobState.RECEIVED.value)
+            .values(quiet_since=now + grace_s)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult for DML
 
 
 def claim_next(store: Store, *, worker_id: str, now: float, lease_s: float) -> ClaimedJob | None:

@@ -76,6 +76,9 @@ class Study(Base):
     analysed_instances: Mapped[int] = mapped_column(Integer, default=0)
     first_received_at: Mapped[float] = mapped_column(Float)
     last_received_at: Mapped[float] = mapped_column(Float)
+    # Last sign that the study is still being sent (a new or a re-sent instance, or a restart of
+    # the service); the quiet period counts from here. None before revision 0002.
+    quiet_since: Mapped[float | None] = mapped_column(Float, nullable=True)
     completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -91,7 +91,8 @@ def test_ingest_writes_hashed_files_and_is_idempotent(tmp_path: Path, store: Sto
     assert len(rows) == 5
     assert len(studies) == 1
     assert studies[0].n_instances == 5
-    assert studies[0].last_received_at == 100.0  # a re-sent instance is not news
+    assert studies[0].last_received_at == 100.0  # a re-sent instance is not a new image ...
+    assert studies[0].quiet_since == 101.0  # ... but shows the study is still being sent
     files = sorted(p for p in spool.root.rglob("*") if p.is_file())
     assert len(files) == 5
     uid = studies[0].study_uid
@@ -276,3 +277,17 @@ def test_outbox_backs_off_then_goes_dead_and_can_be_retried(store: Store) -> Non
     outbox.delivered(store, again.id, now=51.0)
     assert outbox.counts(store) == {"delivered": 1}
     assert json.dumps(outbox.counts(store))
+
+
+def test_a_restart_gives_a_half_received_study_a_full_quiet_period(
+    tmp_path: Path, store: Store, spool: Spool
+) -> None:
+    paths = make_ct_series(tmp_path / "a", 6)
+    _ingest(paths[:3], store, spool, now=100.0)  # then the engine crashed; restarted at 500
+    assert jobs.restart_quiet(store, now=500.0, grace_s=30.0) == 1
+    assert jobs.promote_complete(store, now=525.0, rules=RULES) == []  # sender may resume
+    _ingest(paths[:3], store, spool, now=526.0)  # the PACS re-sends from the start ...
+    assert jobs.promote_complete(store, now=535.0, rules=RULES) == []  # grace not shortened
+    _ingest(paths[3:], store, spool, now=536.0)  # ... and the rest follows
+    (uid,) = jobs.promote_complete(store, now=540.0, rules=RULES)  # complete, 1 s quiet
+    assert _study(store, uid).n_instances == 6  # analysed once, complete
