@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Self
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -22,6 +21,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from triage.adapters.pacs.yaml_file import read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -138,16 +139,7 @@ def load_allow_list(path: Path | None) -> AllowList:
             "no DICOM allow list at %s: every association is refused; %s", path, HOW_TO_ADD
         )
         return AllowList.deny_all()
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ValueError(f"DICOM allow list must be readable, got {e.strerror}: {path}") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "a syntax error"
-        raise ValueError(
-            f"DICOM allow list must be valid YAML, got an error at {where}: {path}"
-        ) from None
+    raw = read_yaml(path, what="DICOM allow list")
     if raw is None:
         logger.warning(
             "DICOM allow list %s is empty: every association is refused; %s", path, HOW_TO_ADD

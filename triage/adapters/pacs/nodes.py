@@ -13,8 +13,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from triage.adapters.pacs.yaml_file import read_yaml
 
 AE_TITLE_MAX_CHARS = 16
 # PS3.5 6.2 AE VR: default character repertoire without backslash or control characters.
@@ -160,17 +161,7 @@ def load_nodes(path: Path) -> list[PacsNode]:
         ValueError: the file is unreadable, not YAML, or breaks the schema; the message names the
             field (``nodes.1.ae_title: …``) and never echoes a password or token.
     """
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ValueError(f"nodes file must be readable, got {e.strerror}: {path}") from e
-    except yaml.YAMLError as e:
-        # Only the position: PyYAML's own message quotes the offending line, maybe a password.
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "a syntax error"
-        raise ValueError(
-            f"nodes file must be valid YAML, got an error at {where}: {path}"
-        ) from None
+    raw = read_yaml(path, what="nodes file")
     try:
         return list(NodesFile.model_validate(raw).nodes)
     except ValidationError as e:
