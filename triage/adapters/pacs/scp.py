@@ -66,17 +66,24 @@ STORAGE_SYNTAXES: tuple[str, ...] = (
     dicom_uid.JPEG2000,
     dicom_uid.RLELossless,
 )
-STORAGE_SOP_CLASSES: tuple[str, ...] = (
+# The images the engine triages plus the reports it may receive back (shared with the C-GET SCU).
+IMAGE_SOP_CLASSES: tuple[str, ...] = (
     dicom_uid.CTImageStorage,
     dicom_uid.EnhancedCTImageStorage,
     dicom_uid.ComputedRadiographyImageStorage,
     dicom_uid.DigitalXRayImageStorageForPresentation,
     dicom_uid.DigitalXRayImageStorageForProcessing,
     dicom_uid.SecondaryCaptureImageStorage,
+)
+SR_SOP_CLASSES: tuple[str, ...] = (
     dicom_uid.BasicTextSRStorage,
     dicom_uid.EnhancedSRStorage,
     dicom_uid.ComprehensiveSRStorage,
     dicom_uid.Comprehensive3DSRStorage,
+)
+STORAGE_SOP_CLASSES: tuple[str, ...] = (
+    *IMAGE_SOP_CLASSES,
+    *SR_SOP_CLASSES,
     dicom_uid.KeyObjectSelectionDocumentStorage,
 )
 

@@ -31,6 +31,7 @@ from pynetdicom.status import code_to_category
 
 from triage.adapters.pacs.errors import DeliveryError
 from triage.adapters.pacs.nodes import PacsNode
+from triage.adapters.pacs.scp import IMAGE_SOP_CLASSES, SR_SOP_CLASSES
 from triage.adapters.pacs.studies import (
     DEFAULT_MODALITIES,
     StudyHit,
@@ -58,16 +59,8 @@ _GET = dicom_uid.UID("1.2.840.10008.5.1.4.1.2.2.3")  # - GET
 
 # What C-GET asks to receive: the images the engine triages plus the outputs it reads back.
 RETRIEVE_SOP_CLASSES: tuple[str, ...] = (
-    dicom_uid.CTImageStorage,
-    dicom_uid.EnhancedCTImageStorage,
-    dicom_uid.ComputedRadiographyImageStorage,
-    dicom_uid.DigitalXRayImageStorageForPresentation,
-    dicom_uid.DigitalXRayImageStorageForProcessing,
-    dicom_uid.SecondaryCaptureImageStorage,
-    dicom_uid.BasicTextSRStorage,
-    dicom_uid.EnhancedSRStorage,
-    dicom_uid.ComprehensiveSRStorage,
-    dicom_uid.Comprehensive3DSRStorage,
+    *IMAGE_SOP_CLASSES,
+    *SR_SOP_CLASSES,
     dicom_uid.SegmentationStorage,
 )
 
