@@ -123,6 +123,14 @@ def test_evaluate_writes_a_report_and_a_froc_png_for_one_scan(tmp_path: Path) ->
         "8",
     }
     assert "lidc_idri_0001" not in report  # fracture models are not run on the CT
+    # subgroups at the 1-FP operating point: evaluation radiograph 1000000 is a limb with one
+    # displaced fracture
+    groups = report["synthetic_fresh_set"]["operating_point_1fp"]["sensitivity_by_subgroup"]
+    assert {k: v["n"] for k, v in groups.items()} == {
+        "all": 1,
+        "image=limb": 1,
+        "kind=displaced": 1,
+    }
     with Image.open(out.with_suffix(".png")) as png:
         assert (png.format, png.size) == ("PNG", (720, 520))
 

@@ -9,7 +9,7 @@ CAMELYON's rates, so the LUNA16 rates are passed explicitly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,6 +101,58 @@ def froc(scans: Sequence[ScanResult]) -> tuple[F64, F64, tuple[float, ...], floa
         at_rates,
         cpm,
     )
+
+
+def threshold_at_fp_rate(scans: Sequence[ScanResult], rate: float) -> float:
+    """Return the lowest score threshold that keeps false positives at or below ``rate`` per scan.
+
+    This is the operating point a user would pick from the FROC curve ("at most one false positive
+    per scan"); a detection counts when its score is >= the threshold. With fewer false positives
+    than allowed, every detection counts (``-inf``).
+    """
+    fp_scores = sorted((s for scan in scans for s in match_scan(scan)[0]), reverse=True)
+    allowed = int(np.floor(rate * len(scans) + 1e-9))
+    if len(fp_scores) <= allowed:
+        return float("-inf")
+    return float(np.nextafter(fp_scores[allowed], np.inf))
+
+
+def target_best_scores(scan: ScanResult) -> F64:
+    """Return each target's highest hit score (``-inf`` for a target no detection hits)."""
+    scores = np.where(scan.hits, scan.pred_scores[:, None], -np.inf)
+    return np.asarray(
+        scores.max(axis=0) if len(scan.pred_scores) else np.full(scan.n_targets, -np.inf)
+    )
+
+
+def subgroup_sensitivity(
+    scans: Sequence[ScanResult],
+    labels: Sequence[Sequence[Mapping[str, str]]],
+    threshold: float,
+) -> dict[str, dict[str, float | int]]:
+    """Return sensitivity at ``threshold`` per subgroup ("kind=solid", "image=chest", ...).
+
+    ``labels[s][t]`` describes target ``t`` of scan ``s`` as attribute -> value; a target counts
+    as detected when its best hit scores >= ``threshold``. Subgroups show *which* targets a model
+    misses, which one overall figure hides; group ``all`` holds every target.
+    """
+    counts: dict[str, list[int]] = {"all": [0, 0]}
+    for scan, scan_labels in zip(scans, labels, strict=True):
+        if len(scan_labels) != scan.n_targets:
+            raise ValueError(
+                f"labels must describe every target: got {len(scan_labels)} for {scan.n_targets}"
+            )
+        for best, attrs in zip(target_best_scores(scan), scan_labels, strict=True):
+            counts["all"][0] += 1
+            counts["all"][1] += int(best >= threshold)
+            for key, value in attrs.items():
+                n_det = counts.setdefault(f"{key}={value}", [0, 0])
+                n_det[0] += 1
+                n_det[1] += int(best >= threshold)
+    return {
+        group: {"n": n, "detected": det, "sensitivity": round(det / n, 4)}
+        for group, (n, det) in sorted(counts.items())
+    }
 
 
 def _sens_at(fps: F64, sens: F64, rates: Sequence[float]) -> F64:

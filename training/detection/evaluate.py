@@ -5,6 +5,8 @@ sizes (in-plane 0.6-0.95 mm, slices 0.6-2.5 mm), so resampling is exercised too;
 with bootstrap CIs; plus the real LIDC-IDRI-0001 scan against its radiologists' consensus nodule.
 Fractures: fresh synthetic radiographs; FROC with "hit" = predicted box centre inside the reference
 box, and (when asked) average precision at IoU 0.1 / 0.3 on the boxes (``training.common.box_ap``).
+Both also report sensitivity per subgroup (nodule kind, Lung-RADS size band, juxta-pleural;
+radiograph kind, fracture kind) at the 1-false-positive-per-scan operating point.
 Synthetic figures describe the phantoms, not clinical performance.
 """
 
@@ -26,6 +28,8 @@ from training.common.froc import (
     froc,
     scan_from_boxes,
     scan_from_centers,
+    subgroup_sensitivity,
+    threshold_at_fp_rate,
 )
 from training.detection.fracture_data import as_radiograph
 from triage.dicom.reader import scan_folder
@@ -51,6 +55,9 @@ class Evaluation:
     ci: dict[str, tuple[float, float]]
     per_scan: list[dict[str, object]]
     ap_at_iou: dict[float, float] | None = None  # fractures, when asked: {IoU: AP}
+    # sensitivity per subgroup at the 1-FP-per-scan operating point, and that threshold
+    subgroups_at_1fp: dict[str, dict[str, float | int]] | None = None
+    threshold_at_1fp: float | None = None
 
     def as_json(self) -> dict[str, object]:
         """Return plain values for the model card and reports."""
@@ -67,6 +74,13 @@ class Evaluation:
         if self.ap_at_iou is not None:
             out["ap_at_iou"] = {f"{t:g}": round(v, 4) for t, v in self.ap_at_iou.items()}
             out["ap_method"] = "MONAI COCOMetric: 101-point interpolated AP, max 100 detections"
+        if self.subgroups_at_1fp is not None:
+            out["operating_point_1fp"] = {
+                "score_threshold": None
+                if self.threshold_at_1fp is None or not np.isfinite(self.threshold_at_1fp)
+                else round(self.threshold_at_1fp, 4),
+                "sensitivity_by_subgroup": self.subgroups_at_1fp,
+            }
         return out
 
 
@@ -76,10 +90,24 @@ def _runner(model_dir: Path) -> tuple[ModelCard, Callable[[np.ndarray], list[np.
     return card, head_function(runtime, card)
 
 
+Labels = list[dict[str, str]]  # one attribute -> value mapping per reference target
+
+
+def nodule_size_band(diameter_mm: float) -> str:
+    """Return the Lung-RADS v2022 solid-nodule size band of a diameter (6, 8 and 15 mm cut-offs)."""
+    for limit, band in ((6.0, "<6mm"), (8.0, "6-8mm"), (15.0, "8-15mm")):
+        if diameter_mm < limit:
+            return band
+    return ">=15mm"
+
+
 def nodule_scan(
     seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
-) -> ScanResult:
-    """Render one evaluation phantom at a random scanner geometry and detect on it."""
+) -> tuple[ScanResult, Labels]:
+    """Render one evaluation phantom at a random scanner geometry and detect on it.
+
+    Returns the FROC hits and one label set per reference nodule (kind, size band, juxta-pleural).
+    """
     rng = np.random.default_rng(seed)
     inplane = float(rng.uniform(0.6, 0.95))
     thickness = float(rng.uniform(0.6, 2.5))
@@ -99,20 +127,30 @@ def nodule_scan(
     dets = detect(prepared.image, head, card.detection)
     dets = lung_nodule.apply_card_filters(dets, phantom.volume, prepared, card.detection)
     found = lung_nodule.to_findings(dets, prepared, phantom.volume, series_uid=str(seed))
-    return scan_from_centers(
+    scan = scan_from_centers(
         np.array([f.center_lps_mm for f in found]).reshape(-1, 3),
         np.array([f.score for f in found]),
         np.array([n.center_lps_mm for n in phantom.nodules]).reshape(-1, 3),
         np.array([n.diameter_mm / 2 for n in phantom.nodules]),
     )
+    labels = [
+        {
+            "kind": n.kind,
+            "size": nodule_size_band(n.diameter_mm),
+            "juxta_pleural": "yes" if n.juxta_pleural else "no",
+        }
+        for n in phantom.nodules
+    ]
+    return scan, labels
 
 
 def fracture_run(
     seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
-) -> tuple[ScanResult, BoxImage]:
-    """Render one evaluation radiograph, detect on it; return its FROC hits and its boxes.
+) -> tuple[ScanResult, BoxImage, Labels]:
+    """Render one evaluation radiograph, detect on it; return its FROC hits, boxes and labels.
 
-    Boxes (predicted and reference) are source-pixel edges ``[c0, r0, c1, r1]``.
+    Boxes (predicted and reference) are source-pixel edges ``[c0, r0, c1, r1]``; labels give each
+    reference fracture's image kind (chest / limb) and fracture kind.
     """
     kind = "chest" if seed % 3 == 0 else "limb"
     phantom = generate_radiograph(seed, kind=kind)
@@ -125,14 +163,8 @@ def fracture_run(
     boxes = np.array(
         [[*f.box_px.min_col_row, *f.box_px.max_col_row] for f in found], dtype=np.float64
     ).reshape(-1, 4)
-    return scan_from_boxes(preds, scores, gt), BoxImage(boxes, scores, gt)
-
-
-def fracture_scan(
-    seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
-) -> ScanResult:
-    """Render one evaluation radiograph and detect on it; hit = centre in the reference box."""
-    return fracture_run(seed, card, head)[0]
+    labels = [{"image": kind, "kind": f.kind} for f in phantom.fractures]
+    return scan_from_boxes(preds, scores, gt), BoxImage(boxes, scores, gt), labels
 
 
 def evaluate_synthetic(
@@ -151,13 +183,17 @@ def evaluate_synthetic(
     seeds = [EVAL_SEED_OFFSET + s for s in range(n_scans)]
     ap: dict[float, float] | None = None
     if task == "lung_nodule":
-        scans = [nodule_scan(seed, card, head) for seed in seeds]
+        nodule_runs = [nodule_scan(seed, card, head) for seed in seeds]
+        scans = [scan for scan, _ in nodule_runs]
+        labels = [lab for _, lab in nodule_runs]
     else:
         runs = [fracture_run(seed, card, head) for seed in seeds]
-        scans = [scan for scan, _ in runs]
+        scans = [scan for scan, _, _ in runs]
+        labels = [lab for _, _, lab in runs]
         if ap_ious:
-            ap = average_precision([image for _, image in runs], iou_thresholds=ap_ious)
+            ap = average_precision([image for _, image, _ in runs], iou_thresholds=ap_ious)
     _, _, at, cpm = froc(scans)
+    threshold = threshold_at_fp_rate(scans, 1.0)
     per_scan: list[dict[str, object]] = [
         {"seed": EVAL_SEED_OFFSET + n, "targets": s.n_targets, "detections": len(s.pred_scores)}
         for n, s in enumerate(scans)
@@ -170,6 +206,8 @@ def evaluate_synthetic(
         bootstrap_ci(scans, n_boot=n_boot),
         per_scan,
         ap,
+        subgroup_sensitivity(scans, labels, threshold),
+        threshold,
     )
 
 

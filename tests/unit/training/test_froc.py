@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.common.froc import bootstrap_ci, froc, match_scan, scan_from_boxes, scan_from_centers
+from training.common.froc import (
+    bootstrap_ci,
+    froc,
+    match_scan,
+    scan_from_boxes,
+    scan_from_centers,
+    subgroup_sensitivity,
+    target_best_scores,
+    threshold_at_fp_rate,
+)
 
 pytestmark = pytest.mark.torch  # MONAI's FROC helpers import torch
 
@@ -64,3 +73,42 @@ def test_froc_without_any_reference_target_is_refused() -> None:
     empty = scan_from_centers(np.zeros((1, 3)), np.array([0.5]), np.zeros((0, 3)), np.zeros(0))
     with pytest.raises(ValueError, match="at least one reference nodule"):
         froc([empty])
+
+
+def test_threshold_at_one_fp_per_scan_keeps_at_most_that_many_false_positives() -> None:
+    # FP scores over the two scans: 0.8, 0.5, 0.4. One FP per scan allows two: the threshold must
+    # drop the third-highest (0.4) and keep 0.5.
+    scans = _example()
+    t = threshold_at_fp_rate(scans, 1.0)
+    assert 0.4 < t <= 0.5
+    # Half an FP per scan allows one: 0.8 kept, 0.5 dropped.
+    assert 0.5 < threshold_at_fp_rate(scans, 0.5) <= 0.8
+    # Allowing more FPs than there are keeps every detection.
+    assert threshold_at_fp_rate(scans, 8.0) == float("-inf")
+
+
+def test_best_scores_are_per_target_and_minus_inf_when_missed() -> None:
+    a, b = _example()
+    np.testing.assert_allclose(target_best_scores(a), [0.9, 0.6])
+    assert target_best_scores(b).tolist() == [float("-inf")]
+
+
+def test_subgroup_sensitivity_counts_each_target_in_each_of_its_groups() -> None:
+    scans = _example()
+    labels = [
+        [{"kind": "solid", "size": "<6mm"}, {"kind": "ground_glass", "size": "<6mm"}],
+        [{"kind": "solid", "size": ">=15mm"}],
+    ]
+    # At 0.7: N1 (0.9) detected, N2 (0.6) not, N3 never hit.
+    groups = subgroup_sensitivity(scans, labels, 0.7)
+    assert groups["all"] == {"n": 3, "detected": 1, "sensitivity": pytest.approx(1 / 3, abs=1e-4)}
+    assert groups["kind=solid"] == {"n": 2, "detected": 1, "sensitivity": 0.5}
+    assert groups["kind=ground_glass"]["detected"] == 0
+    assert groups["size=<6mm"] == {"n": 2, "detected": 1, "sensitivity": 0.5}
+    assert groups["size=>=15mm"]["detected"] == 0
+    assert subgroup_sensitivity(scans, labels, 0.5)["size=<6mm"]["detected"] == 2
+
+
+def test_subgroup_labels_must_cover_every_target() -> None:
+    with pytest.raises(ValueError, match="labels must describe every target"):
+        subgroup_sensitivity(_example(), [[{"kind": "solid"}], []], 0.5)
