@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from triage.inference.spec import DetectionSpec, NetworkSpec, PreprocessSpec
 
@@ -97,6 +97,9 @@ class TrainConfig(BaseModel):
     crop_size: tuple[int, ...] = (96, 96, 48)
     batch_size: int = Field(4, ge=1)
     pos_fraction: float = Field(0.6, ge=0.0, le=1.0)
+    # crops centred on a mined false positive (python -m training.detection.hard_negatives)
+    hard_negatives: Path | None = None
+    hard_negative_fraction: float = Field(0.0, ge=0.0, le=1.0)
     optimizer: OptimizerConfig = OptimizerConfig()
     max_steps: int = Field(2000, ge=1)
     max_minutes: float = Field(60.0, gt=0)
@@ -107,6 +110,20 @@ class TrainConfig(BaseModel):
     device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: CUDA when available
     amp: bool = True  # mixed precision (autocast + GradScaler), on CUDA only; CPU runs in float32
     log_dir: Path | None = None  # TensorBoard events; `triage train` defaults to <out>/tb
+
+    @model_validator(mode="after")
+    def _hard_negatives_need_a_file(self) -> TrainConfig:
+        if self.hard_negative_fraction and self.hard_negatives is None:
+            raise ValueError(
+                "hard_negative_fraction needs hard_negatives: the .npz written by "
+                "python -m training.detection.hard_negatives"
+            )
+        if self.pos_fraction + self.hard_negative_fraction > 1.0:
+            raise ValueError(
+                "pos_fraction + hard_negative_fraction must be at most 1, got "
+                f"{self.pos_fraction + self.hard_negative_fraction:g}"
+            )
+        return self
 
 
 def load_config(path: Path) -> TrainConfig:

@@ -1,14 +1,15 @@
 """Box-aware random crops and augmentations for detection training (2-D or 3-D, numpy).
 
-Crops are drawn positive (centred near a random box) or negative (anywhere), flips and in-plane 90
-degree rotations move the boxes with the image, and intensities get contrast / offset / noise jitter
-so the model does not learn one generator's grey levels. Boxes are MONAI StandardMode in voxel
-coordinates.
+Crops are drawn positive (centred near a random box), hard negative (centred near a place where a
+trained model once fired for nothing, see ``hard_negatives``) or negative (anywhere); flips and
+in-plane 90 degree rotations move the boxes with the image, and intensities get contrast / offset /
+noise jitter so the model does not learn one generator's grey levels. Boxes are MONAI StandardMode
+in voxel coordinates.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -18,16 +19,29 @@ F32 = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class Sample:
-    """One training image (spatial axes only, 0..1) and its boxes (N, 2*dims)."""
+    """One training image (spatial axes only, 0..1) and its boxes (N, 2*dims).
+
+    ``hard``: centres (K, dims) where a trained model fired for nothing (mined; may be empty).
+    """
 
     image: F32
     boxes: F32
+    hard: F32 = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
 
 def random_crop(
-    sample: Sample, crop: tuple[int, ...], rng: np.random.Generator, *, positive: bool
+    sample: Sample,
+    crop: tuple[int, ...],
+    rng: np.random.Generator,
+    *,
+    positive: bool,
+    hard: bool = False,
 ) -> Sample:
-    """Return a crop of ``crop`` voxels; boxes whose centre falls inside are kept and clipped."""
+    """Return a crop of ``crop`` voxels; boxes whose centre falls inside are kept and clipped.
+
+    ``positive``: centred near a random box; ``hard``: near a random mined false-positive centre
+    (``sample.hard``); both fall back to anywhere when the sample has none.
+    """
     dims = len(crop)
     shape = np.asarray(sample.image.shape)
     image = sample.image
@@ -39,6 +53,10 @@ def random_crop(
         box = sample.boxes[int(rng.integers(len(sample.boxes)))]
         center = (box[:dims] + box[dims:]) / 2
         jitter = rng.uniform(-0.35, 0.35, dims) * np.asarray(crop)
+        start = np.clip(np.round(center - np.asarray(crop) / 2 + jitter), 0, hi).astype(int)
+    elif hard and len(sample.hard):
+        center = sample.hard[int(rng.integers(len(sample.hard)))]
+        jitter = rng.uniform(-0.25, 0.25, dims) * np.asarray(crop)
         start = np.clip(np.round(center - np.asarray(crop) / 2 + jitter), 0, hi).astype(int)
     else:
         start = np.array([int(rng.integers(0, h + 1)) for h in hi])

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 
+from training.detection import hard_negatives
 from training.detection.config import TrainConfig
 from training.detection.crops import Sample, augment, random_crop
 from training.detection.scalars import ScalarLog, open_scalar_log
@@ -45,12 +46,16 @@ def _batch(
     pool: list[Sample], cfg: TrainConfig, rng: np.random.Generator
 ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     images, targets = [], []
+    with_hard = [s for s in pool if len(s.hard)] if cfg.hard_negative_fraction else []
     for _ in range(cfg.batch_size):
         s = pool[int(rng.integers(len(pool)))]
-        s = Sample(s.image.astype(np.float32), s.boxes)
-        crop = augment(
-            random_crop(s, cfg.crop_size, rng, positive=rng.random() < cfg.pos_fraction), rng
-        )
+        draw = rng.random()  # one draw decides positive / hard negative / random negative
+        positive = draw < cfg.pos_fraction
+        hard = not positive and draw < cfg.pos_fraction + cfg.hard_negative_fraction
+        if hard and with_hard and not len(s.hard):
+            s = with_hard[int(rng.integers(len(with_hard)))]
+        s = Sample(s.image.astype(np.float32), s.boxes, s.hard)
+        crop = augment(random_crop(s, cfg.crop_size, rng, positive=positive, hard=hard), rng)
         images.append(torch.from_numpy(crop.image)[None])
         targets.append(
             {
@@ -110,6 +115,8 @@ def train(
         log_dir: TensorBoard event folder; ``None`` writes none.
     """
     device = resolve_device(cfg.device)
+    if cfg.hard_negatives is not None:
+        pool = hard_negatives.attach(pool, hard_negatives.load(cfg.hard_negatives, len(pool)))
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
