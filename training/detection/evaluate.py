@@ -32,6 +32,7 @@ from training.common.froc import (
     threshold_at_fp_rate,
 )
 from training.detection.fracture_data import as_radiograph
+from triage.core.findings import LungRadsSize, lung_rads_size_category
 from triage.dicom.reader import scan_folder
 from triage.dicom.series import load_ct_volume
 from triage.inference import fracture, lung_nodule
@@ -93,12 +94,20 @@ def _runner(model_dir: Path) -> tuple[ModelCard, Callable[[np.ndarray], list[np.
 Labels = list[dict[str, str]]  # one attribute -> value mapping per reference target
 
 
+_SIZE_BANDS = {
+    LungRadsSize.CAT2: "<6mm",
+    LungRadsSize.CAT3: "6-8mm",
+    LungRadsSize.CAT4A: "8-15mm",
+    LungRadsSize.CAT4B: ">=15mm",
+}
+
+
 def nodule_size_band(diameter_mm: float) -> str:
-    """Return the Lung-RADS v2022 solid-nodule size band of a diameter (6, 8 and 15 mm cut-offs)."""
-    for limit, band in ((6.0, "<6mm"), (8.0, "6-8mm"), (15.0, "8-15mm")):
-        if diameter_mm < limit:
-            return band
-    return ">=15mm"
+    """Return the Lung-RADS v2022 solid-nodule size band of a diameter, named by its mm range.
+
+    The cut-offs are the engine's own (``triage.core.findings.lung_rads_size_category``).
+    """
+    return _SIZE_BANDS[lung_rads_size_category(diameter_mm)]
 
 
 def nodule_scan(
