@@ -99,23 +99,48 @@ def to_findings(
 def inside_lungs(
     detections: Detections, source: Volume, prepared: Prepared, *, margin_mm: float
 ) -> Detections:
-    """Keep detections whose centre lies in the source volume's lung mask dilated by ``margin_mm``.
+    """Keep detections whose box reaches the source volume's lung mask dilated by ``margin_mm``.
 
-    The mask is computed on the source HU volume (any orientation); centres are mapped from
-    network voxels through LPS into source voxels.
+    The whole box counts, not only its centre: a large solid nodule is soft tissue, not air, so
+    the HU lung mask has a hole where it sits and its centre can lie deeper than any sensible
+    margin (a 29 mm nodule's centre is 14.5 mm from the nearest lung air) — a centre rule drops
+    exactly the largest, most urgent nodules. Candidates wholly outside the dilated lungs (spine,
+    chest wall, abdomen) are still dropped.
+
+    The mask is computed on the source HU volume (any orientation); box corners are mapped from
+    network voxels through LPS into source voxels and the box is tested on their bounding range.
     """
     if len(detections.scores) == 0:
         return detections
     mask = lung_mask(source, margin_mm=margin_mm)
-    centers = (detections.boxes[:, :3] + detections.boxes[:, 3:]) / 2.0
-    ijk = np.round(
-        lps_to_voxel(source.affine_lps, voxel_to_lps(prepared.affine_lps, centers))
-    ).astype(int)
-    k_j_i = ijk[:, ::-1]
-    inside = np.all((k_j_i >= 0) & (k_j_i < np.asarray(mask.shape)), axis=1)
-    keep = np.zeros(len(centers), dtype=bool)
-    keep[inside] = mask[tuple(k_j_i[inside].T)]
+    keep = np.array(
+        [_box_touches(mask, _source_range(box, source, prepared)) for box in detections.boxes],
+        dtype=bool,
+    )
     return Detections(detections.boxes[keep], detections.scores[keep], detections.labels[keep])
+
+
+def _source_range(
+    box: npt.NDArray[np.float32], source: Volume, prepared: Prepared
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Return the inclusive (i, j, k) source-voxel range a network-voxel box covers."""
+    lo, hi = box[:3].astype(np.float64), box[3:].astype(np.float64)
+    corners = np.array(
+        [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+    )
+    src = lps_to_voxel(source.affine_lps, voxel_to_lps(prepared.affine_lps, corners))
+    return np.round(src.min(axis=0)).astype(np.int64), np.round(src.max(axis=0)).astype(np.int64)
+
+
+def _box_touches(
+    mask: npt.NDArray[np.bool_], ijk_range: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+) -> bool:
+    """Return whether any voxel of an inclusive (i, j, k) range is set in a [k, j, i] mask."""
+    lo = np.maximum(ijk_range[0][::-1], 0)
+    hi = np.minimum(ijk_range[1][::-1], np.asarray(mask.shape) - 1)
+    if np.any(hi < lo):
+        return False
+    return bool(mask[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1].any())
 
 
 def apply_card_filters(
