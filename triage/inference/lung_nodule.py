@@ -74,10 +74,7 @@ def to_findings(
         lo, hi = box[:3].astype(np.float64), box[3:].astype(np.float64)
         extent_mm = (hi - lo) * spacing
         center = voxel_to_lps(prepared.affine_lps, (lo + hi) / 2.0)
-        corners = np.array(
-            [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
-        )
-        src = lps_to_voxel(source.affine_lps, voxel_to_lps(prepared.affine_lps, corners))
+        src = _source_corners(box, source, prepared)
         findings.append(
             NoduleFinding(
                 center_lps_mm=(float(center[0]), float(center[1]), float(center[2])),
@@ -120,15 +117,22 @@ def inside_lungs(
     return Detections(detections.boxes[keep], detections.scores[keep], detections.labels[keep])
 
 
-def _source_range(
+def _source_corners(
     box: npt.NDArray[np.float32], source: Volume, prepared: Prepared
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Return the inclusive (i, j, k) source-voxel range a network-voxel box covers."""
+) -> npt.NDArray[np.float64]:
+    """Return the 8 corners of a network-voxel box as (fractional) source-voxel (i, j, k)."""
     lo, hi = box[:3].astype(np.float64), box[3:].astype(np.float64)
     corners = np.array(
         [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
     )
-    src = lps_to_voxel(source.affine_lps, voxel_to_lps(prepared.affine_lps, corners))
+    return lps_to_voxel(source.affine_lps, voxel_to_lps(prepared.affine_lps, corners))
+
+
+def _source_range(
+    box: npt.NDArray[np.float32], source: Volume, prepared: Prepared
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Return the inclusive (i, j, k) source-voxel range a network-voxel box covers."""
+    src = _source_corners(box, source, prepared)
     return np.round(src.min(axis=0)).astype(np.int64), np.round(src.max(axis=0)).astype(np.int64)
 
 
