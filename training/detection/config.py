@@ -100,6 +100,9 @@ class TrainConfig(BaseModel):
     # crops centred on a mined false positive (python -m training.detection.hard_negatives)
     hard_negatives: Path | None = None
     hard_negative_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    # share of the positive crops centred on a target a trained model missed (hard_positives)
+    hard_positives: Path | None = None
+    hard_positive_fraction: float = Field(0.0, ge=0.0, le=1.0)
     optimizer: OptimizerConfig = OptimizerConfig()
     max_steps: int = Field(2000, ge=1)
     max_minutes: float = Field(60.0, gt=0)
@@ -117,6 +120,11 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 "hard_negative_fraction needs hard_negatives: the .npz written by "
                 "python -m training.detection.hard_negatives"
+            )
+        if self.hard_positive_fraction and self.hard_positives is None:
+            raise ValueError(
+                "hard_positive_fraction needs hard_positives: the .npz written by "
+                "python -m training.detection.hard_negatives --missed-out"
             )
         if self.pos_fraction + self.hard_negative_fraction > 1.0:
             raise ValueError(

@@ -22,11 +22,13 @@ class Sample:
     """One training image (spatial axes only, 0..1) and its boxes (N, 2*dims).
 
     ``hard``: centres (K, dims) where a trained model fired for nothing (mined; may be empty).
+    ``missed``: indices into ``boxes`` of targets a trained model missed (mined; may be empty).
     """
 
     image: F32
     boxes: F32
     hard: F32 = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    missed: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def random_crop(
@@ -36,11 +38,13 @@ def random_crop(
     *,
     positive: bool,
     hard: bool = False,
+    box_index: int | None = None,
 ) -> Sample:
     """Return a crop of ``crop`` voxels; boxes whose centre falls inside are kept and clipped.
 
     ``positive``: centred near a random box; ``hard``: near a random mined false-positive centre
-    (``sample.hard``); both fall back to anywhere when the sample has none.
+    (``sample.hard``); both fall back to anywhere when the sample has none. ``box_index`` picks
+    the box a positive crop is centred near (default: a random one).
     """
     dims = len(crop)
     shape = np.asarray(sample.image.shape)
@@ -50,7 +54,8 @@ def random_crop(
         shape = np.asarray(image.shape)
     hi = shape - np.asarray(crop)
     if positive and len(sample.boxes):
-        box = sample.boxes[int(rng.integers(len(sample.boxes)))]
+        pick = int(rng.integers(len(sample.boxes))) if box_index is None else box_index
+        box = sample.boxes[pick]
         center = (box[:dims] + box[dims:]) / 2
         jitter = rng.uniform(-0.35, 0.35, dims) * np.asarray(crop)
         start = np.clip(np.round(center - np.asarray(crop) / 2 + jitter), 0, hi).astype(int)

@@ -19,13 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from training.detection import hard_positives
 from training.detection.config import load_config
 from training.detection.crops import Sample
+from triage.inference.detection import Detections
 from triage.inference.detector import detect
 from triage.inference.spec import DetectionSpec
 
@@ -56,6 +59,22 @@ def false_positive_centres(
     return np.asarray(centres[keep][order], dtype=np.float32)
 
 
+def detect_pool(
+    pool: Sequence[Sample],
+    head: HeadFn,
+    detection: DetectionSpec,
+    *,
+    on_image: Callable[[int], None] | None = None,
+) -> list[Detections]:
+    """Run the model once over every pool image (network voxels): the one pass mining needs."""
+    out: list[Detections] = []
+    for n, sample in enumerate(pool):
+        out.append(detect(sample.image.astype(np.float32), head, detection))
+        if on_image is not None:
+            on_image(n)
+    return out
+
+
 def mine(
     pool: Sequence[Sample],
     head: HeadFn,
@@ -66,17 +85,24 @@ def mine(
     on_image: Callable[[int], None] | None = None,
 ) -> list[F32]:
     """Return the false-positive centres of the model on every pool image (network voxels)."""
-    out: list[F32] = []
-    for n, sample in enumerate(pool):
-        dets = detect(sample.image.astype(np.float32), head, detection)
-        out.append(
-            false_positive_centres(
-                dets.boxes, dets.scores, sample.boxes, min_score=min_score, max_count=max_per_image
-            )
+    return centres_of(
+        pool,
+        detect_pool(pool, head, detection, on_image=on_image),
+        min_score=min_score,
+        max_per_image=max_per_image,
+    )
+
+
+def centres_of(
+    pool: Sequence[Sample], dets: Sequence[Detections], *, min_score: float, max_per_image: int
+) -> list[F32]:
+    """Return the false-positive centres of already-run detections, one array per pool image."""
+    return [
+        false_positive_centres(
+            d.boxes, d.scores, sample.boxes, min_score=min_score, max_count=max_per_image
         )
-        if on_image is not None:
-            on_image(n)
-    return out
+        for sample, d in zip(pool, dets, strict=True)
+    ]
 
 
 def save(path: Path, centres: Sequence[F32], *, meta: dict[str, object]) -> None:
@@ -108,7 +134,7 @@ def load(path: Path, pool_size: int) -> list[F32]:
 
 def attach(pool: Sequence[Sample], centres: Sequence[F32]) -> list[Sample]:
     """Return the pool with each sample's mined centres attached."""
-    return [Sample(s.image, s.boxes, c) for s, c in zip(pool, centres, strict=True)]
+    return [replace(s, hard=c) for s, c in zip(pool, centres, strict=True)]
 
 
 def main() -> None:
@@ -125,6 +151,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--min-score", type=float, default=0.3)
     p.add_argument("--max-per-image", type=int, default=16)
+    p.add_argument(
+        "--missed-out",
+        type=Path,
+        help="also write the reference boxes no detection >= --missed-below hits (hard positives)",
+    )
+    p.add_argument("--missed-below", type=float, default=0.5)
     args = p.parse_args()
     cfg = load_config(args.config)
     card = load_card(args.model_dir)
@@ -132,22 +164,25 @@ def main() -> None:
         p.error(f"--model-dir must hold a {cfg.task} model, got a {card.task} one")
     head = head_function(make_runtime("onnx", card, args.model_dir, RuntimeOptions()), card)
     pool = build_samples(cfg)
-    centres = mine(
-        pool, head, card.detection, min_score=args.min_score, max_per_image=args.max_per_image
-    )
-    save(
-        args.out,
-        centres,
-        meta={
-            "model": card.name,
-            "version": card.version,
-            "sha256": card.weights.sha256,
-            "config": str(args.config),
-            "min_score": args.min_score,
-        },
-    )
+    dets = detect_pool(pool, head, card.detection)
+    centres = centres_of(pool, dets, min_score=args.min_score, max_per_image=args.max_per_image)
+    meta: dict[str, object] = {
+        "model": card.name,
+        "version": card.version,
+        "sha256": card.weights.sha256,
+        "config": str(args.config),
+    }
+    save(args.out, centres, meta={**meta, "min_score": args.min_score})
     n = sum(len(c) for c in centres)
     print(f"{n} false-positive centres on {len(pool)} images -> {args.out}")  # noqa: T201
+    if args.missed_out is not None:
+        missed = [
+            hard_positives.missed_boxes(d.boxes, d.scores, s.boxes, below=args.missed_below)
+            for s, d in zip(pool, dets, strict=True)
+        ]
+        hard_positives.save(args.missed_out, missed, meta={**meta, "below": args.missed_below})
+        n_missed, n_boxes = sum(len(m) for m in missed), sum(len(s.boxes) for s in pool)
+        print(f"{n_missed} of {n_boxes} reference boxes missed -> {args.missed_out}")  # noqa: T201
 
 
 if __name__ == "__main__":

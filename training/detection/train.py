@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 
-from training.detection import hard_negatives
+from training.detection import hard_negatives, hard_positives
 from training.detection.config import TrainConfig
 from training.detection.crops import Sample, augment, random_crop
 from training.detection.scalars import ScalarLog, open_scalar_log
@@ -47,6 +47,7 @@ def _batch(
 ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     images, targets = [], []
     with_hard = [s for s in pool if len(s.hard)] if cfg.hard_negative_fraction else []
+    with_missed = [s for s in pool if len(s.missed)] if cfg.hard_positive_fraction else []
     for _ in range(cfg.batch_size):
         s = pool[int(rng.integers(len(pool)))]
         draw = rng.random()  # one draw decides positive / hard negative / random negative
@@ -54,8 +55,15 @@ def _batch(
         hard = not positive and draw < cfg.pos_fraction + cfg.hard_negative_fraction
         if hard and with_hard and not len(s.hard):
             s = with_hard[int(rng.integers(len(with_hard)))]
+        box_index: int | None = None
+        if positive and with_missed and rng.random() < cfg.hard_positive_fraction:
+            s = with_missed[int(rng.integers(len(with_missed)))]
+            box_index = int(s.missed[int(rng.integers(len(s.missed)))])
         s = Sample(s.image.astype(np.float32), s.boxes, s.hard)
-        crop = augment(random_crop(s, cfg.crop_size, rng, positive=positive, hard=hard), rng)
+        crop = augment(
+            random_crop(s, cfg.crop_size, rng, positive=positive, hard=hard, box_index=box_index),
+            rng,
+        )
         images.append(torch.from_numpy(crop.image)[None])
         targets.append(
             {
@@ -117,6 +125,8 @@ def train(
     device = resolve_device(cfg.device)
     if cfg.hard_negatives is not None:
         pool = hard_negatives.attach(pool, hard_negatives.load(cfg.hard_negatives, len(pool)))
+    if cfg.hard_positives is not None:
+        pool = hard_positives.attach(pool, hard_positives.load(cfg.hard_positives, pool))
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)

@@ -13,9 +13,10 @@ import yaml
 from pydantic import ValidationError
 
 from tests.model_factories import DET_2D, TINY_2D, write_tiny_model
-from training.detection import hard_negatives
-from training.detection.config import OptimizerConfig, TrainConfig
+from training.detection import hard_negatives, hard_positives
+from training.detection.config import OptimizerConfig, TrainConfig, load_config
 from training.detection.crops import Sample, random_crop
+from training.detection.sources import build_samples
 from training.detection.train import _batch, train
 
 pytestmark = pytest.mark.torch
@@ -155,6 +156,10 @@ def test_mining_command_runs_an_exported_model_over_the_training_pool(tmp_path: 
             "0.02",
             "--max-per-image",
             "5",
+            "--missed-out",
+            str(tmp_path / "hp.npz"),
+            "--missed-below",
+            "0.99",
         ],
         cwd=REPO,
         capture_output=True,
@@ -168,3 +173,8 @@ def test_mining_command_runs_an_exported_model_over_the_training_pool(tmp_path: 
     # false positives, capped at --max-per-image
     assert [len(c) for c in centres] == [5, 5]
     assert "false-positive centres on 2 images" in done.stdout
+    # nothing scores 0.99, so every reference fracture of the two radiographs is a missed target
+    pool = build_samples(load_config(config))
+    missed = hard_positives.load(tmp_path / "hp.npz", pool)
+    assert [len(m) for m in missed] == [len(s.boxes) for s in pool]
+    assert f"{sum(len(s.boxes) for s in pool)} of" in done.stdout
