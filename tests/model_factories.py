@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from training.detection.config import OptimizerConfig, TrainConfig
 from training.detection.export import write_card
 from triage.inference.card import IOContract, ModelCard, WeightsRef, sha256_file
 from triage.inference.networks import build_network, export_onnx, output_names
@@ -31,6 +32,24 @@ DET_2D = DetectionSpec(
     roi_size=(512, 512),
     score_thresh=0.02,
 )
+
+
+def tiny_fracture_config(*, pos_fraction: float, **extra: object) -> TrainConfig:
+    """Return a two-step 2-D experiment on the tiny network, for the training-loop tests."""
+    return TrainConfig(
+        task="fracture",
+        network=TINY_2D,
+        detection=DET_2D,
+        crop_size=(64, 64),
+        batch_size=8,
+        pos_fraction=pos_fraction,
+        threads=1,
+        data_workers=1,
+        max_steps=2,
+        checkpoint_every=2,
+        optimizer=OptimizerConfig(lr=1e-3, warmup_steps=1),
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 def perturbed_network(

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tests.model_factories import DET_2D, TINY_2D, write_tiny_model
+from tests.model_factories import DET_2D, TINY_2D, tiny_fracture_config, write_tiny_model
 from training.detection import hard_negatives, hard_positives
-from training.detection.config import OptimizerConfig, TrainConfig, load_config
+from training.detection.config import TrainConfig, load_config
 from training.detection.crops import Sample, random_crop
 from training.detection.sources import build_samples
 from training.detection.train import _batch, train
@@ -76,20 +76,7 @@ def test_hard_crops_are_centred_near_a_mined_centre() -> None:
 
 
 def _tiny_cfg(**extra: object) -> TrainConfig:
-    return TrainConfig(
-        task="fracture",
-        network=TINY_2D,
-        detection=DET_2D,
-        crop_size=(64, 64),
-        batch_size=8,
-        pos_fraction=0.0,
-        threads=1,
-        data_workers=1,
-        max_steps=2,
-        checkpoint_every=2,
-        optimizer=OptimizerConfig(lr=1e-3, warmup_steps=1),
-        **extra,  # type: ignore[arg-type]
-    )
+    return tiny_fracture_config(pos_fraction=0.0, **extra)
 
 
 def test_config_needs_a_file_and_fractions_that_add_up(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tests.model_factories import DET_2D, TINY_2D
+from tests.model_factories import tiny_fracture_config
 from training.detection import hard_negatives, hard_positives
-from training.detection.config import OptimizerConfig, TrainConfig
+from training.detection.config import TrainConfig
 from training.detection.crops import Sample, random_crop
 from training.detection.train import _batch, train
 
@@ -74,20 +74,7 @@ def test_a_chosen_box_index_centres_the_positive_crop_on_that_box() -> None:
 
 
 def _tiny_cfg(**extra: object) -> TrainConfig:
-    return TrainConfig(
-        task="fracture",
-        network=TINY_2D,
-        detection=DET_2D,
-        crop_size=(64, 64),
-        batch_size=8,
-        pos_fraction=1.0,
-        threads=1,
-        data_workers=1,
-        max_steps=2,
-        checkpoint_every=2,
-        optimizer=OptimizerConfig(lr=1e-3, warmup_steps=1),
-        **extra,  # type: ignore[arg-type]
-    )
+    return tiny_fracture_config(pos_fraction=1.0, **extra)
 
 
 def test_config_needs_a_file_for_hard_positives() -> None:
