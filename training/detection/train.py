@@ -162,7 +162,7 @@ def train(
             json.dumps(
                 {
                     "step": step,
-                    "loss": float(loss),
+                    "loss": float(loss.detach()),
                     "cls": float(losses[detector.cls_key]),
                     "box": float(losses[detector.box_reg_key]),
                     "t": time.monotonic() - start,
