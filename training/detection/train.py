@@ -163,8 +163,8 @@ def train(
                 {
                     "step": step,
                     "loss": float(loss.detach()),
-                    "cls": float(losses[detector.cls_key]),
-                    "box": float(losses[detector.box_reg_key]),
+                    "cls": float(losses[detector.cls_key].detach()),
+                    "box": float(losses[detector.box_reg_key].detach()),
                     "t": time.monotonic() - start,
                 }
             )
@@ -225,7 +225,8 @@ def _write_scalars(
     lr: float,
     seconds: float,
 ) -> None:
-    cls, box = float(losses[detector.cls_key]), float(losses[detector.box_reg_key])
+    cls = float(losses[detector.cls_key].detach())
+    box = float(losses[detector.box_reg_key].detach())
     scalars.add("loss/total", cls + box, step)
     scalars.add("loss/cls", cls, step)
     scalars.add("loss/box_reg", box, step)
