@@ -173,7 +173,7 @@ def train(
         log.flush()
         _write_scalars(scalars, step, losses, detector, lr=lr, seconds=time.monotonic() - t_step)
         if on_step is not None:
-            on_step(step, float(loss))
+            on_step(step, float(loss.detach()))
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             _save(ckpt_path, network, optimizer, step, cfg.seed + step, scaler=scaler)
             rng = np.random.default_rng(cfg.seed + step)
