@@ -38,6 +38,42 @@ def normalise(array: F32, low_pct: float, high_pct: float) -> F32:
     return scaled
 
 
+LOCAL_FLOOR = 0.01
+"""Smallest local standard deviation divided by (in 0..1 units): flat background stays flat."""
+
+LOCAL_SPAN = 3.0
+"""Local standard deviations mapped to each half of 0..1 (+-3 SD covers the range)."""
+
+
+def local_contrast(
+    image: F32, sigma_mm: float, spacing_mm: tuple[float, float], weight: float
+) -> F32:
+    """Blend a 0..1 image with its local contrast normalisation (Gaussian mean and SD, SimpleITK).
+
+    The local term is ``(x - mean) / max(sd, LOCAL_FLOOR)`` over a Gaussian neighbourhood of
+    ``sigma_mm``, mapped so that +-``LOCAL_SPAN`` SD spans 0..1; the result is
+    ``(1 - weight) * x + weight * local``. Serving and training call this same function, so the
+    network sees identical input in both.
+
+    >>> flat = np.full((32, 32), 0.3, np.float32)
+    >>> round(float(local_contrast(flat, 2.0, (0.4, 0.4), 0.5)[16, 16]), 4)
+    0.4
+    """
+    sitk_image = sitk.GetImageFromArray(image.astype(np.float32))
+    sitk_image.SetSpacing((spacing_mm[1], spacing_mm[0]))
+    mean = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(sitk_image, sigma_mm))
+    deviation = image - mean
+    square = sitk.GetImageFromArray((deviation * deviation).astype(np.float32))
+    square.SetSpacing(sitk_image.GetSpacing())
+    variance = np.maximum(
+        sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(square, sigma_mm)), 0
+    )
+    sd = np.maximum(np.sqrt(variance), LOCAL_FLOOR)
+    local = np.clip(0.5 + deviation / (2 * LOCAL_SPAN * sd), 0, 1)
+    blended: F32 = ((1 - weight) * image + weight * local).astype(np.float32)
+    return blended
+
+
 def resize_to_spacing(
     array: F32, spacing_rc_mm: tuple[float, float], target_mm: tuple[float, float]
 ) -> F32:
@@ -84,6 +120,10 @@ def preprocess(radiograph: Radiograph, prep: PreprocessSpec) -> PreparedImage:
     target = (prep.target_spacing_mm[1], prep.target_spacing_mm[0])  # (row, col) mm
     resized = resize_to_spacing(radiograph.array, radiograph.pixel_spacing_mm, target)
     image = normalise(resized, prep.intensity.low, prep.intensity.high)
+    if prep.intensity.local_sigma_mm is not None:
+        image = local_contrast(
+            image, prep.intensity.local_sigma_mm, target, prep.intensity.local_weight
+        )
     rows, cols = radiograph.array.shape
     return PreparedImage(
         image=np.ascontiguousarray(image.T),
