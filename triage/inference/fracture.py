@@ -45,6 +45,14 @@ LOCAL_SPAN = 3.0
 """Local standard deviations mapped to each half of 0..1 (+-3 SD covers the range)."""
 
 
+def _gaussian(array: F32, sigma_mm: float, spacing_rc_mm: tuple[float, float]) -> F32:
+    """Gaussian-smooth a (rows, cols) image with a sigma in mm (SimpleITK recursive filter)."""
+    image = sitk.GetImageFromArray(array.astype(np.float32))
+    image.SetSpacing((spacing_rc_mm[1], spacing_rc_mm[0]))
+    smoothed: F32 = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, sigma_mm))
+    return smoothed
+
+
 def local_contrast(
     image: F32, sigma_mm: float, spacing_mm: tuple[float, float], weight: float
 ) -> F32:
@@ -59,15 +67,8 @@ def local_contrast(
     >>> round(float(local_contrast(flat, 2.0, (0.4, 0.4), 0.5)[16, 16]), 4)
     0.4
     """
-    sitk_image = sitk.GetImageFromArray(image.astype(np.float32))
-    sitk_image.SetSpacing((spacing_mm[1], spacing_mm[0]))
-    mean = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(sitk_image, sigma_mm))
-    deviation = image - mean
-    square = sitk.GetImageFromArray((deviation * deviation).astype(np.float32))
-    square.SetSpacing(sitk_image.GetSpacing())
-    variance = np.maximum(
-        sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(square, sigma_mm)), 0
-    )
+    deviation = image - _gaussian(image, sigma_mm, spacing_mm)
+    variance = np.maximum(_gaussian(deviation * deviation, sigma_mm, spacing_mm), 0)
     sd = np.maximum(np.sqrt(variance), LOCAL_FLOOR)
     local = np.clip(0.5 + deviation / (2 * LOCAL_SPAN * sd), 0, 1)
     blended: F32 = ((1 - weight) * image + weight * local).astype(np.float32)
