@@ -67,11 +67,24 @@ def ramp(signed_inside_mm: npt.NDArray[np.float64], edge_mm: float) -> F32:
 
 
 def paint(
-    target: F32, sl: tuple[slice, slice, slice], occupancy: F32, value_hu: float | F32
+    target: F32,
+    sl: tuple[slice, slice, slice],
+    occupancy: F32,
+    value_hu: float | F32,
+    *,
+    raise_only: bool = False,
 ) -> None:
-    """Blend ``value_hu`` into ``target`` where the occupancy says, in place."""
+    """Blend ``value_hu`` into ``target`` where the occupancy says, in place.
+
+    ``raise_only`` never lowers a voxel: ground glass raises lung attenuation but vessels and
+    walls it overlaps stay visible through it (painting it over them would carve dark holes that
+    no scanner shows).
+    """
     region = target[sl]
-    region += occupancy * (value_hu - region)
+    delta = value_hu - region
+    if raise_only:
+        delta = np.maximum(delta, 0.0)
+    region += occupancy * delta
 
 
 def capsule(
