@@ -38,7 +38,9 @@ def preprocess(volume: Volume, prep: PreprocessSpec) -> Prepared:
         )
     oriented = reorient(volume, prep.axcodes)
     spacing = (prep.target_spacing_mm[0], prep.target_spacing_mm[1], prep.target_spacing_mm[2])
-    resampled = resample_to_spacing(oriented, spacing, default_value=prep.intensity.low)
+    resampled = resample_to_spacing(
+        oriented, spacing, default_value=prep.intensity.low, anti_alias=prep.anti_alias
+    )
     image = scale_window(resampled.to_ijk(), prep.intensity.low, prep.intensity.high)
     return Prepared(image=image, affine_lps=resampled.affine_lps)
 

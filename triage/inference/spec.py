@@ -85,8 +85,15 @@ class IntensitySpec(_Strict):
 
 
 class PreprocessSpec(_Strict):
-    """Geometry the network expects: voxel size (i, j[, k]) in mm and axis codes (MONAI's)."""
+    """Geometry the network expects: voxel size (i, j[, k]) in mm and axis codes (MONAI's).
+
+    ``anti_alias`` (CT; default off, so older cards keep the input they were trained on):
+    Gaussian-filter every axis whose voxel grows before resampling
+    (:func:`triage.imaging.resample.resample_to_spacing`), so a thin-slice series reaches the
+    model grid with the noise of a thicker reconstruction instead of its own.
+    """
 
     target_spacing_mm: tuple[float, ...] = (0.703125, 0.703125, 1.25)
     axcodes: str = "RAS"
     intensity: IntensitySpec = IntensitySpec()
+    anti_alias: bool = False
