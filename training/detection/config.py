@@ -8,7 +8,12 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from triage.inference.spec import DetectionSpec, NetworkSpec, PreprocessSpec
+from triage.inference.spec import (
+    DetectionSpec,
+    NetworkSpec,
+    PreprocessSpec,
+    check_preprocess_for_task,
+)
 
 
 class OptimizerConfig(BaseModel):
@@ -126,6 +131,7 @@ class TrainConfig(BaseModel):
                 "hard_positive_fraction needs hard_positives: the .npz written by "
                 "python -m training.detection.hard_negatives --missed-out"
             )
+        check_preprocess_for_task(self.task, self.preprocess)
         if self.pos_fraction + self.hard_negative_fraction > 1.0:
             raise ValueError(
                 "pos_fraction + hard_negative_fraction must be at most 1, got "

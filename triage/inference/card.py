@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triage.core.errors import ModelUnavailable
-from triage.inference.spec import DetectionSpec, NetworkSpec, PreprocessSpec
+from triage.inference.spec import (
+    DetectionSpec,
+    NetworkSpec,
+    PreprocessSpec,
+    check_preprocess_for_task,
+)
 
 
 class WeightsRef(BaseModel):
@@ -64,6 +69,11 @@ class ModelCard(BaseModel):
     metrics: dict[str, object] = Field(default_factory=dict)
     citations: tuple[str, ...] = ()
     changelog: tuple[ChangelogEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _preprocess_fits_task(self) -> ModelCard:
+        check_preprocess_for_task(self.task, self.preprocess)
+        return self
 
     def weights_path(self, model_dir: Path) -> Path:
         """Return the weights file next to the card."""

@@ -97,3 +97,25 @@ class PreprocessSpec(_Strict):
     axcodes: str = "RAS"
     intensity: IntensitySpec = IntensitySpec()
     anti_alias: bool = False
+
+
+def check_preprocess_for_task(task: str, prep: PreprocessSpec) -> None:
+    """Refuse preprocessing switches that the task's path would silently ignore.
+
+    ``local_sigma_mm`` acts only on radiographs and ``anti_alias`` only on CT (the radiograph path
+    always smooths before decimating); a card or experiment that sets one for the other task would
+    otherwise be trusted to do something it does not.
+
+    Raises:
+        ValueError: names the field and what to do instead.
+    """
+    if task == "lung_nodule" and prep.intensity.local_sigma_mm is not None:
+        raise ValueError(
+            "preprocess.intensity.local_sigma_mm applies to radiographs (task fracture) only, got "
+            f"{prep.intensity.local_sigma_mm:g} mm for task lung_nodule; remove it"
+        )
+    if task == "fracture" and prep.anti_alias:
+        raise ValueError(
+            "preprocess.anti_alias applies to CT (task lung_nodule) only, got true for task "
+            "fracture (radiographs are always smoothed before downsampling); remove it"
+        )
