@@ -22,7 +22,9 @@ from scipy import ndimage
 from triage.imaging.volume import Volume, affine_from_geometry
 from triage.synth.shapes import F32, Grid, blob, capsule, paint, ramp
 
-GENERATOR_VERSION = "ct-phantom/1"
+GENERATOR_VERSION = "ct-phantom/2"
+"""Recorded in model cards. 2 (session 9): nodules only on rendered lung and inside the slab; ground
+glass painted raise-only. Versions 1 and 2 differ wherever a nodule placement is rejected."""
 
 
 @dataclass(frozen=True, slots=True)
