@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import triage.synth.ct_phantom as ct
+import triage.synth.nodule_placement as placement
 from triage.synth.shapes import blob, paint
 
 
@@ -28,11 +29,13 @@ def test_raise_only_paint_never_lowers_a_voxel() -> None:
 def test_lung_fraction_measures_the_lung_like_share_of_the_sphere() -> None:
     grid = _grid()
     image = np.full(grid.shape_kji, -850.0, np.float32)
-    assert ct.lung_fraction(image, grid, (0.0, 0.0, 0.0), 5.0) == pytest.approx(1.0)
+    assert placement.lung_fraction(image, grid, (0.0, 0.0, 0.0), 5.0) == pytest.approx(1.0)
     image[:, :, 20:] = 40.0  # soft tissue from x = 0.5 mm on: about half of a centred sphere
-    half = ct.lung_fraction(image, grid, (0.0, 0.0, 0.0), 5.0)
+    half = placement.lung_fraction(image, grid, (0.0, 0.0, 0.0), 5.0)
     assert 0.35 < half < 0.65
-    assert ct.lung_fraction(image, grid, (12.0, 0.0, 0.0), 5.0) == pytest.approx(0.0, abs=0.01)
+    assert placement.lung_fraction(image, grid, (12.0, 0.0, 0.0), 5.0) == pytest.approx(
+        0.0, abs=0.01
+    )
 
 
 def test_place_nodule_skips_candidates_in_painted_soft_tissue_and_at_the_slab_ends() -> None:
@@ -42,7 +45,9 @@ def test_place_nodule_skips_candidates_in_painted_soft_tissue_and_at_the_slab_en
     image = np.full(grid.shape_kji, -850.0, np.float32)
     image[:, :, 20:] = 40.0
     rng = np.random.default_rng(3)
-    placed = [ct._place_nodule(rng, lung_signed, grid, 3.0, image, juxta=False) for _ in range(40)]
+    placed = [
+        placement.place_nodule(rng, lung_signed, grid, 3.0, image, juxta=False) for _ in range(40)
+    ]
     centres = [c for c in placed if c is not None]
     assert len(centres) >= 30
     for x, _, z in centres:
@@ -55,7 +60,7 @@ def test_place_nodule_gives_up_when_no_rendered_lung_is_left() -> None:
     lung_signed = [np.full(grid.shape_kji, 50.0, np.float32)] * 2
     soft = np.full(grid.shape_kji, 40.0, np.float32)
     rng = np.random.default_rng(0)
-    assert ct._place_nodule(rng, lung_signed, grid, 3.0, soft, juxta=False) is None
+    assert placement.place_nodule(rng, lung_signed, grid, 3.0, soft, juxta=False) is None
 
 
 @pytest.mark.parametrize("seed", [5, 13, 25, 36])
@@ -68,7 +73,7 @@ def test_every_phantom_nodule_lies_on_rendered_lung_inside_the_scan(
     render = ct._render_nodule
 
     def spy(image, grid, center, diameter_mm, kind, rng):  # type: ignore[no-untyped-def]
-        backgrounds.append(ct.lung_fraction(image, grid, center, diameter_mm / 2))
+        backgrounds.append(placement.lung_fraction(image, grid, center, diameter_mm / 2))
         render(image, grid, center, diameter_mm, kind, rng)
 
     monkeypatch.setattr(ct, "_render_nodule", spy)
@@ -76,7 +81,7 @@ def test_every_phantom_nodule_lies_on_rendered_lung_inside_the_scan(
         1_000_000 + seed, spacing_ijk_mm=(1.4, 1.4, 2.5), shape_ijk=(256, 214, 56), n_nodules=5
     )
     assert len(backgrounds) == len(phantom.nodules) >= 1
-    assert min(backgrounds) >= ct.MIN_LUNG_FRACTION
+    assert min(backgrounds) >= placement.MIN_LUNG_FRACTION
     z = phantom.volume.affine_lps[2, 3] + phantom.volume.affine_lps[2, 2] * np.array([0, 55])
     for n in phantom.nodules:
         assert z.min() + n.diameter_mm / 2 <= n.center_lps_mm[2] <= z.max() - n.diameter_mm / 2
