@@ -98,6 +98,8 @@ def write_tiny_model(
         weights=WeightsRef(
             file="model.onnx", sha256=sha256_file(path), source="tests/model_factories.py"
         ),
+        # A declared operating point, so the default policy (min_score: operating_point) applies.
+        metrics={"synthetic_fresh_set": {"operating_point_1fp": {"score_threshold": 0.5}}},
     )
     write_card(card, folder)
     torch.save({"network": net.state_dict()}, folder / "state.pt")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,16 +71,27 @@ def get_settings() -> Settings:
     return Settings()
 
 
+OPERATING_POINT: Final = "operating_point"
+"""A policy ``min_score`` that means: the score the model's card records at 1 false positive per
+scan (``metrics.synthetic_fresh_set.operating_point_1fp.score_threshold``)."""
+
+MinScore = Annotated[float, Field(ge=0, le=1)] | Literal["operating_point"]
+
+
+def _core_min_score(value: MinScore) -> float | None:
+    return None if value == OPERATING_POINT else float(value)
+
+
 class _LungPolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min_score: float = Field(0.5, ge=0, le=1)
+    min_score: MinScore = OPERATING_POINT
     urgent_diameter_mm: float = Field(8.0, gt=0)
     stat_diameter_mm: float | None = Field(None, gt=0)
 
 
 class _FracturePolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min_score: float = Field(0.5, ge=0, le=1)
+    min_score: MinScore = OPERATING_POINT
     stat_score: float | None = Field(None, ge=0, le=1)
     stat_labels: list[str] = Field(default_factory=list)
 
@@ -97,9 +108,13 @@ class PolicyFile(BaseModel):
         """Return the pure-core policy value."""
         return TriagePolicy(
             version=self.version,
-            lung_nodule=LungPolicy(**self.lung_nodule.model_dump()),
+            lung_nodule=LungPolicy(
+                min_score=_core_min_score(self.lung_nodule.min_score),
+                urgent_diameter_mm=self.lung_nodule.urgent_diameter_mm,
+                stat_diameter_mm=self.lung_nodule.stat_diameter_mm,
+            ),
             fracture=FracturePolicy(
-                min_score=self.fracture.min_score,
+                min_score=_core_min_score(self.fracture.min_score),
                 stat_score=self.fracture.stat_score,
                 stat_labels=tuple(self.fracture.stat_labels),
             ),

@@ -19,9 +19,14 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 
-from triage.core.errors import ModelUnavailable, TriageError
+from triage.core.errors import ConfigurationError, ModelUnavailable, TriageError
 from triage.core.findings import Finding, FractureFinding, NoduleFinding
-from triage.core.priority import TriageDecision, TriagePolicy, prioritise
+from triage.core.priority import (
+    TriageDecision,
+    TriagePolicy,
+    prioritise,
+    with_operating_points,
+)
 from triage.core.study import hash_uid
 from triage.dicom.outputs import AlgorithmInfo, build_sr
 from triage.dicom.radiograph import load_radiograph
@@ -103,6 +108,36 @@ class ResultSink(Protocol):
         ...
 
 
+def effective_policy(engine: Engine) -> TriagePolicy:
+    """Return the engine's policy with "operating point" thresholds taken from the loaded cards."""
+    points = {
+        task: (m.card.operating_point_score if (m := engine.models.get(task)) else None)
+        for task in Task
+    }
+    return with_operating_points(
+        engine.policy, lung_nodule=points[Task.LUNG_NODULE], fracture=points[Task.FRACTURE]
+    )
+
+
+def task_min_score(task: Task, engine: Engine) -> float:
+    """Return the score a finding of ``task`` must reach to be reported and to count for priority.
+
+    Raises:
+        ConfigurationError: the policy asks for the model's operating point and its card records
+            none (an imported bundle, a hand-written card): the message says what to set.
+    """
+    policy = effective_policy(engine)
+    score = policy.lung_nodule.min_score if task == Task.LUNG_NODULE else policy.fracture.min_score
+    if score is None:
+        name = m.card.name if (m := engine.models.get(task)) else task.value
+        raise ConfigurationError(
+            f"policy {task.value}.min_score is 'operating_point', but model {name!r} records no "
+            "operating point (metrics.synthetic_fresh_set.operating_point_1fp.score_threshold "
+            "in its model.yaml); set min_score to a number in the policy file"
+        )
+    return score
+
+
 def _relevant_tasks(study: StudyInput, rules: SeriesRules) -> list[Task]:
     """Tasks whose modality appears in the study: only those can fail for lack of a series."""
     modalities = {s.modality for s in study.series}
@@ -110,19 +145,19 @@ def _relevant_tasks(study: StudyInput, rules: SeriesRules) -> list[Task]:
 
 
 def _run_lung(
-    series: SeriesInput, model: TaskModel, policy: TriagePolicy
+    series: SeriesInput, model: TaskModel, min_score: float
 ) -> tuple[list[NoduleFinding], int, npt.NDArray[np.float64]]:
     volume = load_ct_volume(series)
     prepared = lung_nodule.preprocess(volume, model.card.preprocess)
     dets = detect(prepared.image, head_function(model.runtime, model.card), model.card.detection)
     dets = lung_nodule.apply_card_filters(dets, volume, prepared, model.card.detection)
     candidates = lung_nodule.to_findings(dets, prepared, volume, series_uid=series.series_uid)
-    kept = [f for f in candidates if f.score >= policy.lung_nodule.min_score]
+    kept = [f for f in candidates if f.score >= min_score]
     return kept[:MAX_REPORTED_FINDINGS], len(candidates), volume.affine_lps
 
 
 def _run_fracture(
-    series: SeriesInput, model: TaskModel, policy: TriagePolicy
+    series: SeriesInput, model: TaskModel, min_score: float
 ) -> tuple[list[FractureFinding], int]:
     findings: list[FractureFinding] = []
     candidates = 0
@@ -134,7 +169,7 @@ def _run_fracture(
         )
         found = fracture.to_findings(dets, prepared, radiograph)
         candidates += len(found)
-        findings += [f for f in found if f.score >= policy.fracture.min_score]
+        findings += [f for f in found if f.score >= min_score]
     findings.sort(key=lambda f: -f.score)
     return findings[:MAX_REPORTED_FINDINGS], candidates
 
@@ -149,11 +184,12 @@ def _run_task(
             raise ModelUnavailable(
                 engine.unavailable.get(task, f"no model is installed for {task.value}")
             )
+        min_score = task_min_score(task, engine)
         if task == Task.LUNG_NODULE:
-            found, n, affine = _run_lung(series, model, engine.policy)
+            found, n, affine = _run_lung(series, model, min_score)
             affines.append(affine)
         else:
-            found_f, n = _run_fracture(series, model, engine.policy)
+            found_f, n = _run_fracture(series, model, min_score)
             found = list(found_f)  # type: ignore[arg-type]
         return TaskOutcome(
             task,
@@ -206,7 +242,7 @@ def analyse_study(
             f"no series qualifies for any triage task: modalities {', '.join(modalities)}"
         )
     findings = tuple(f for o in outcomes for f in o.findings)
-    decision = prioritise(findings, engine.policy, failures=failures)
+    decision = prioritise(findings, effective_policy(engine), failures=failures)
     algorithms = tuple(engine.models[t].algorithm for t in relevant if t in engine.models)
     sr = _build_report(
         study,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import yaml
 
 from triage.adapters.folder import FolderSink
 from triage.cli import build_engine
@@ -130,6 +131,46 @@ def test_missing_model_gives_not_analysed_never_routine(lidc_dir: Path, tmp_path
     (result,), _ = _run(lidc_dir, tmp_path / "no-models", tmp_path / "out")
     assert result.decision.priority == Priority.NOT_ANALYSED
     assert any("no model for lung_nodule" in r for r in result.decision.reasons)
+
+
+def _set_operating_point(card_path: Path, score: float | None) -> None:
+    card = yaml.safe_load(card_path.read_text())
+    card["metrics"] = (
+        {}
+        if score is None
+        else {"synthetic_fresh_set": {"operating_point_1fp": {"score_threshold": score}}}
+    )
+    card_path.write_text(yaml.safe_dump(card))
+
+
+def test_a_card_without_an_operating_point_is_not_analysed_and_names_the_setting(
+    lidc_dir: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models)
+    _set_operating_point(models / "lung_nodule_tiny" / "model.yaml", None)
+    (result,), _ = _run(lidc_dir, models, tmp_path / "out")  # default policy: operating_point
+    assert result.decision.priority == Priority.NOT_ANALYSED
+    (reason,) = [r for r in result.decision.reasons if "operating" in r]
+    assert "lung_nodule.min_score" in reason
+    assert "set min_score to a number" in reason
+
+
+def test_the_default_policy_reports_from_the_cards_operating_point(
+    lidc_dir: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models)
+    card = models / "lung_nodule_tiny" / "model.yaml"
+    _set_operating_point(card, 0.0)  # the random model scores low: report every candidate
+    (low,), _ = _run(lidc_dir, models, tmp_path / "low")
+    scores = sorted((f.score for f in low.findings), reverse=True)
+    assert len(set(scores)) >= 2, scores  # the random model must give something to cut
+    cut = scores[len(scores) // 2]
+    _set_operating_point(card, cut)
+    (high,), _ = _run(lidc_dir, models, tmp_path / "high")
+    assert sorted((f.score for f in high.findings), reverse=True) == [s for s in scores if s >= cut]
+    assert len(high.findings) < len(low.findings)
 
 
 def test_weights_with_a_wrong_checksum_are_refused(

@@ -17,6 +17,7 @@ from triage.config import REPO_ROOT, Settings
 from triage.core.findings import NoduleFinding
 from triage.core.priority import Priority
 from triage.dicom.reader import scan_folder
+from triage.dicom.selection import Task
 from triage.inference.card import load_card
 from triage.pipeline import analyse_study
 
@@ -32,6 +33,7 @@ def test_shipped_model_card_is_valid_and_its_weights_verify(name: str) -> None:
     assert "NOT FOR DIAGNOSTIC USE" in card.intended_use
     assert "synthetic" in card.intended_use
     assert card.metrics["synthetic_fresh_set"]
+    assert card.operating_point_score is not None  # what the default policy flags at
 
 
 def test_lidc_idri_0001_nodule_is_reported_urgent_by_the_shipped_model(
@@ -57,3 +59,8 @@ def test_lidc_idri_0001_nodule_is_reported_urgent_by_the_shipped_model(
     )
     assert result.decision.priority == Priority.URGENT
     assert any("nodule" in r for r in result.decision.reasons)
+    # The default policy reports findings from the card's 1-FP operating point up, not from 0.5.
+    threshold = engine.models[Task.LUNG_NODULE].card.operating_point_score
+    assert threshold is not None
+    assert threshold > 0.5
+    assert all(f.score >= threshold for f in result.findings), [f.score for f in result.findings]

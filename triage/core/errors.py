@@ -26,3 +26,8 @@ class ModelUnavailable(TriageError):
 
 class InferenceFailed(TriageError):
     """The runtime raised or returned outputs that break the model card's contract."""
+
+
+class ConfigurationError(TriageError):
+    """A setting cannot apply to what is loaded (e.g. a policy asks for an operating point the
+    model's card does not record); the message names the setting to change."""

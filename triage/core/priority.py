@@ -7,7 +7,7 @@ with a reason, never a silent ``ROUTINE`` (STYLE H20).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from triage.core.findings import Finding, FractureFinding, NoduleFinding
@@ -37,18 +37,26 @@ def rank(priority: Priority) -> int:
 
 @dataclass(frozen=True, slots=True)
 class LungPolicy:
-    """Thresholds for nodules; ``stat_diameter_mm`` of ``None`` means no nodule is STAT."""
+    """Thresholds for nodules; ``stat_diameter_mm`` of ``None`` means no nodule is STAT.
 
-    min_score: float = 0.5
+    ``min_score`` of ``None`` means "the model's own operating point" (the score its card records
+    at 1 false positive per scan): the edge fills it in with ``with_operating_points`` before any
+    finding is judged, because only the edge knows which model is loaded.
+    """
+
+    min_score: float | None = 0.5
     urgent_diameter_mm: float = 8.0
     stat_diameter_mm: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FracturePolicy:
-    """Thresholds for fractures; labels in ``stat_labels`` make the study STAT."""
+    """Thresholds for fractures; labels in ``stat_labels`` make the study STAT.
 
-    min_score: float = 0.5
+    ``min_score`` of ``None`` means the model's operating point, as for ``LungPolicy``.
+    """
+
+    min_score: float | None = 0.5
     stat_score: float | None = None
     stat_labels: tuple[str, ...] = ()
 
@@ -71,8 +79,40 @@ class TriageDecision:
     policy_version: int
 
 
+def with_operating_points(
+    policy: TriagePolicy, *, lung_nodule: float | None, fracture: float | None
+) -> TriagePolicy:
+    """Return ``policy`` with each "model operating point" ``min_score`` set to the given score.
+
+    A number already in the policy wins (a site's explicit choice); a ``None`` with no operating
+    point to fill it stays ``None``, and judging a finding against it raises, so the edge must
+    fail that task with a reason instead.
+
+    >>> p = TriagePolicy(lung_nodule=LungPolicy(min_score=None))
+    >>> with_operating_points(p, lung_nodule=0.98, fracture=0.6).lung_nodule.min_score
+    0.98
+    >>> with_operating_points(p, lung_nodule=0.98, fracture=0.6).fracture.min_score
+    0.5
+    """
+    lung, frac = policy.lung_nodule, policy.fracture
+    if lung.min_score is None and lung_nodule is not None:
+        lung = replace(lung, min_score=lung_nodule)
+    if frac.min_score is None and fracture is not None:
+        frac = replace(frac, min_score=fracture)
+    return replace(policy, lung_nodule=lung, fracture=frac)
+
+
+def _threshold(min_score: float | None, task: str) -> float:
+    if min_score is None:
+        raise ValueError(
+            f"policy {task}.min_score must be resolved to the model's operating point before "
+            "findings are judged (with_operating_points); the model records none"
+        )
+    return min_score
+
+
 def _nodule_priority(f: NoduleFinding, p: LungPolicy) -> tuple[Priority, str | None]:
-    if f.score < p.min_score:
+    if f.score < _threshold(p.min_score, "lung_nodule"):
         return Priority.ROUTINE, None
     text = (
         f"nodule {f.diameter_mm:.1f} mm (Lung-RADS size {f.lung_rads_size.value}), "
@@ -86,7 +126,7 @@ def _nodule_priority(f: NoduleFinding, p: LungPolicy) -> tuple[Priority, str | N
 
 
 def _fracture_priority(f: FractureFinding, p: FracturePolicy) -> tuple[Priority, str | None]:
-    if f.score < p.min_score:
+    if f.score < _threshold(p.min_score, "fracture"):
         return Priority.ROUTINE, None
     text = f"{f.label} score {f.score:.2f}"
     if f.label in p.stat_labels or (p.stat_score is not None and f.score >= p.stat_score):
@@ -139,5 +179,5 @@ def _score(f: Finding) -> float:
 
 def _min_score(f: Finding, policy: TriagePolicy) -> float:
     if isinstance(f, NoduleFinding):
-        return policy.lung_nodule.min_score
-    return policy.fracture.min_score
+        return _threshold(policy.lung_nodule.min_score, "lung_nodule")
+    return _threshold(policy.fracture.min_score, "fracture")

@@ -75,6 +75,22 @@ class ModelCard(BaseModel):
         check_preprocess_for_task(self.task, self.preprocess)
         return self
 
+    @property
+    def operating_point_score(self) -> float | None:
+        """Return the score at 1 false positive per scan on the card's own evaluation, if recorded.
+
+        ``training.detection.ship`` writes it to ``metrics.synthetic_fresh_set.operating_point_1fp
+        .score_threshold``; a policy ``min_score: operating_point`` uses it, so the worklist is
+        flagged at the operating point the model was measured at rather than at a guessed 0.5.
+        Cards without it (an imported bundle, a hand-written card) return None.
+        """
+        node: object = self.metrics
+        for key in ("synthetic_fresh_set", "operating_point_1fp", "score_threshold"):
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+        return float(node) if isinstance(node, int | float) and 0.0 <= node <= 1.0 else None
+
     def weights_path(self, model_dir: Path) -> Path:
         """Return the weights file next to the card."""
         return model_dir / self.weights.file

@@ -146,7 +146,11 @@ def test_put_policy_with_a_higher_version_writes_the_file_and_audits_ok(
     assert shown["policy"]["policy"]["version"] == 7
     [row] = _config_changes(ctx)
     assert (row.actor, row.role, row.outcome) == (USERS[Role.ADMIN], "admin", "ok")
-    assert row.detail == {"what": "policy", "from_version": 1, "to_version": 7}
+    assert row.detail == {
+        "what": "policy",
+        "from_version": load_policy(CONFIGURED_POLICY).version,
+        "to_version": 7,
+    }
 
 
 @pytest.mark.parametrize("version", [1, 2], ids=["same", "lower"])

@@ -22,6 +22,7 @@ from triage.core.priority import (
     TriagePolicy,
     prioritise,
     rank,
+    with_operating_points,
 )
 
 
@@ -299,3 +300,24 @@ def test_priority_accepts_its_string_value_and_rejects_others() -> None:
     assert Priority("urgent") is Priority.URGENT
     with pytest.raises(ValueError, match="'soon' is not a valid Priority"):
         Priority("soon")
+
+
+def test_an_operating_point_fills_only_the_thresholds_left_to_the_model() -> None:
+    policy = TriagePolicy(
+        lung_nodule=LungPolicy(min_score=None), fracture=FracturePolicy(min_score=0.7)
+    )
+    resolved = with_operating_points(policy, lung_nodule=0.98, fracture=0.55)
+    assert resolved.lung_nodule.min_score == 0.98
+    assert resolved.fracture.min_score == 0.7  # the site's explicit number wins
+    assert prioritise([nodule(12.0, score=0.97)], resolved).priority == Priority.ROUTINE
+    assert prioritise([nodule(12.0, score=0.99)], resolved).priority == Priority.URGENT
+
+
+def test_an_unresolved_operating_point_is_never_judged_silently() -> None:
+    policy = with_operating_points(
+        TriagePolicy(fracture=FracturePolicy(min_score=None)), lung_nodule=None, fracture=None
+    )
+    assert policy.fracture.min_score is None
+    assert prioritise([], policy).priority == Priority.ROUTINE  # no fracture finding to judge
+    with pytest.raises(ValueError, match=r"fracture\.min_score must be resolved"):
+        prioritise([fracture(0.99)], policy)
