@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     dicom_allow_file: Path | None = REPO_ROOT / "configs" / "dicom_allow.yaml"  # calling AEs + IPs
     max_associations: int = Field(10, ge=1, le=200)
     max_pdu_bytes: int = Field(65536, ge=4096, le=4_194_304)
+    check_called_ae: bool = True  # reject associations calling another AE title than ae_title
     max_disk_fill: float = Field(0.95, gt=0, le=1)
     quiet_period_s: float = Field(10.0, gt=0)
     early_quiet_s: float = Field(1.0, ge=0)

@@ -162,6 +162,7 @@ class Service:
             ingest_policy=self.ingest_policy,
             max_associations=settings.max_associations,
             max_pdu_bytes=settings.max_pdu_bytes,
+            check_called_ae=settings.check_called_ae,
         )
         self.deliverer = Deliverer(
             self.store,

@@ -66,6 +66,7 @@ def make_scp(store: Store, spool: Spool) -> Iterator[MakeSCP]:
         policy: IngestPolicy | None = None,
         max_associations: int = 4,
         hosts: tuple[str, ...] = ("127.0.0.0/8",),
+        check_called_ae: bool = True,
     ) -> StorageSCP:
         allow = AllowList.model_validate(
             {"version": 1, "callers": [{"ae_title": SENDER_AE, "hosts": list(hosts)}]}
@@ -80,6 +81,7 @@ def make_scp(store: Store, spool: Spool) -> Iterator[MakeSCP]:
             ingest_policy=policy or IngestPolicy(),
             max_associations=max_associations,
             max_pdu_bytes=65536,
+            check_called_ae=check_called_ae,
         )
         scp.start()
         started.append(scp)
@@ -117,10 +119,15 @@ def totalseg_ct(shared_data: Path) -> Path:
 
 
 def dcmtk(
-    tool: str, *options: str, port: int, files: Sequence[Path] = (), ae_title: str = SENDER_AE
+    tool: str,
+    *options: str,
+    port: int,
+    files: Sequence[Path] = (),
+    ae_title: str = SENDER_AE,
+    called: str = SCP_AE,
 ) -> subprocess.CompletedProcess[str]:
     """Run a dcmtk SCU (echoscu, storescu) against the SCP; the caller checks the exit code."""
-    command = [tool, "-aet", ae_title, "-aec", SCP_AE, *options, LOOPBACK, str(port)]
+    command = [tool, "-aet", ae_title, "-aec", called, *options, LOOPBACK, str(port)]
     return subprocess.run(
         [*command, *map(str, files)],
         check=False,
@@ -235,6 +242,35 @@ def test_unknown_calling_ae_is_rejected_audited_and_stores_nothing(
     assert [(r.actor, r.remote, r.outcome) for r in rows] == [("STRANGER", LOOPBACK, "denied")]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("STRANGER" in m and LOOPBACK in m and "allow list" in m for m in warnings)
+
+
+def test_an_allowed_caller_calling_another_ae_title_is_rejected_and_told_which(
+    make_scp: MakeSCP,
+    store: Store,
+    spool: Spool,
+    lidc16: list[Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scp = make_scp()
+    result = dcmtk("storescu", port=scp.port, files=lidc16[:1], called="ANY-SCP")
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Called AE Title Not Recognized" in output
+    assert n_rows(store, Instance) == 0
+    assert spooled_files(spool) == []
+    rows = audit.recent(store, action="association_rejected")
+    assert [(r.actor, r.detail) for r in rows] == [(SENDER_AE, {"called_ae": "ANY-SCP"})]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'ANY-SCP'" in m and f"to {SCP_AE!r}" in m for m in warnings), warnings
+
+
+def test_any_called_ae_title_is_served_when_the_check_is_off(
+    make_scp: MakeSCP, lidc16: list[Path]
+) -> None:
+    scp = make_scp(check_called_ae=False)
+    result = dcmtk("storescu", port=scp.port, files=lidc16[:1], called="ANY-SCP")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_allowed_ae_from_an_address_outside_its_hosts_is_rejected(

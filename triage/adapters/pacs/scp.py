@@ -1,10 +1,13 @@
 """Inbound DIMSE: the engine's Storage SCP (C-ECHO, C-STORE), default deny.
 
-An association is accepted only from a calling AE title *and* peer address on the allow list;
-anything else gets an A-ASSOCIATE-RJ, an audit row and a warning. Each received instance is kept
-exactly as sent (its transfer syntax, no decompression), made durable by
-:func:`triage.store.ingest.accept`, and only then acknowledged. Every failure is mapped here, once,
-to a named DIMSE status (STYLE H13, H20); the sender keeps the instance and may retry.
+An association is accepted only from a calling AE title *and* peer address on the allow list, and
+only when it calls this engine's own AE title (like dcm4chee; Orthanc checks that only with
+``DicomCheckCalledAet``): a PACS node configured with the wrong destination AE title is told so
+instead of being served silently. Anything else gets an A-ASSOCIATE-RJ, an audit row and a
+warning. Each received instance is kept exactly as sent (its transfer syntax, no decompression),
+made durable by :func:`triage.store.ingest.accept`, and only then acknowledged. Every failure is
+mapped here, once, to a named DIMSE status (STYLE H13, H20); the sender keeps the instance
+and may retry.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pydicom import dcmread
 from pydicom import uid as dicom_uid
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -50,6 +54,7 @@ class StoreStatus(IntEnum):
 REJECTED_PERMANENT = 0x01
 SOURCE_SERVICE_USER = 0x01
 REASON_CALLING_AE_NOT_RECOGNISED = 0x03
+REASON_CALLED_AE_NOT_RECOGNISED = 0x07
 
 NATIVE_SYNTAXES: tuple[str, ...] = (
     dicom_uid.ImplicitVRLittleEndian,
@@ -105,6 +110,7 @@ class StorageSCP:
         max_associations: concurrent associations accepted; more are rejected (transient).
         max_pdu_bytes: the largest PDU this SCP receives.
         clock: seconds since the epoch; a parameter so tests can pin receive times.
+        check_called_ae: reject an association whose called AE title is not ``ae_title``.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class StorageSCP:
         max_associations: int,
         max_pdu_bytes: int,
         clock: Callable[[], float] = time.time,
+        check_called_ae: bool = True,
     ) -> None:
         if max_associations < 1:
             raise ValueError(f"max_associations must be >= 1, got {max_associations}")
@@ -128,6 +135,7 @@ class StorageSCP:
         self._host, self._requested_port = host, port
         self._allow, self._store, self._spool = allow, store, spool
         self._policy, self._clock = ingest_policy, clock
+        self._check_called_ae = check_called_ae
         self._ae = AE(ae_title=ae_title)
         self._ae.maximum_associations = max_associations
         self._ae.maximum_pdu_size = max_pdu_bytes
@@ -255,19 +263,37 @@ class StorageSCP:
         return StoreStatus.SUCCESS
 
     def _on_requested(self, event: Event) -> None:
-        """Reject an association from a caller that is not on the allow list (default deny)."""
+        """Reject a caller not on the allow list (default deny), then one calling another AE."""
         assoc = event.assoc
         request = assoc.requestor.primitive
         calling_ae = str(getattr(request, "calling_ae_title", "") or "").strip()
+        called_ae = str(getattr(request, "called_ae_title", "") or "").strip()
         ip = assoc.requestor.address
-        if self._allow.permits(calling_ae, ip):
-            return
-        logger.warning(
-            "association rejected: calling AE %r from %s must be on the DICOM allow list; %s",
-            calling_ae,
-            ip,
-            HOW_TO_ADD,
-        )
+        if not self._allow.permits(calling_ae, ip):
+            logger.warning(
+                "association rejected: calling AE %r from %s must be on the DICOM allow list; %s",
+                calling_ae,
+                ip,
+                HOW_TO_ADD,
+            )
+            self._reject(assoc, calling_ae, ip, called_ae, REASON_CALLING_AE_NOT_RECOGNISED)
+        elif self._check_called_ae and called_ae != self.ae_title:
+            logger.warning(
+                "association rejected: %r from %s called AE title %r, but this engine is %r; set "
+                "the destination AE title of this node in the PACS to %r (or set "
+                "TRIAGE_CHECK_CALLED_AE=false to accept any called AE title)",
+                calling_ae,
+                ip,
+                called_ae,
+                self.ae_title,
+                self.ae_title,
+            )
+            self._reject(assoc, calling_ae, ip, called_ae, REASON_CALLED_AE_NOT_RECOGNISED)
+
+    def _reject(
+        self, assoc: Association, calling_ae: str, ip: str, called_ae: str, reason: int
+    ) -> None:
+        """Audit, then send A-ASSOCIATE-RJ (permanent, service user) with ``reason``."""
         try:
             audit.record(
                 self._store,
@@ -276,14 +302,12 @@ class StorageSCP:
                 now=self._clock(),
                 outcome="denied",
                 remote=ip,
-                detail={"called_ae": str(getattr(request, "called_ae_title", "")).strip()},
+                detail={"called_ae": called_ae},
             )
         except Exception as e:  # the rejection stands even if the audit fails
             logger.error("audit of a rejected association failed: %s", type(e).__name__)
         # Audited before the peer hears of it, so the row exists once the caller sees the rejection.
-        assoc.acse.send_reject(
-            REJECTED_PERMANENT, SOURCE_SERVICE_USER, REASON_CALLING_AE_NOT_RECOGNISED
-        )
+        assoc.acse.send_reject(REJECTED_PERMANENT, SOURCE_SERVICE_USER, reason)
         # As pynetdicom does after its own rejections: wait until the A-ASSOCIATE-RJ is out.
         assoc.kill()
 
