@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -172,6 +174,30 @@ def test_claims_follow_queue_class_then_completion_time(
     uid = lambda p: str(dcmread(p).StudyInstanceUID)  # noqa: E731
     assert order[0] == uid(dx)  # radiographs before CT when both wait
     assert set(order[1:]) == {uid(first_ct[0]), uid(second_ct[0])}
+
+
+def test_workers_claiming_at_once_take_every_job_exactly_once(
+    tmp_path: Path, store: Store, spool: Spool
+) -> None:
+    """Several workers racing for the queue (threads here, processes in the service)."""
+    studies = [make_radiograph(tmp_path / f"s{i}" / "dx.dcm") for i in range(16)]  # 16 studies
+    _ingest(studies, store, spool, now=1.0)
+    assert len(jobs.promote_complete(store, now=50.0, rules=RULES)) == len(studies)
+    start = threading.Barrier(6)
+
+    def worker(name: str) -> list[str]:
+        start.wait()
+        taken = []
+        while (job := jobs.claim_next(store, worker_id=name, now=60.0, lease_s=30)) is not None:
+            taken.append(job.study_uid)
+        return taken
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        claimed = [uid for run in pool.map(worker, [f"w{i}" for i in range(6)]) for uid in run]
+    assert sorted(claimed) == sorted(str(dcmread(p).StudyInstanceUID) for p in studies)
+    with store.session() as s:
+        owners = s.scalars(select(Study.lease_owner)).all()
+    assert all(o is not None for o in owners)
 
 
 def test_ai_never_lowers_the_order_priority(tmp_path: Path, store: Store, spool: Spool) -> None:
