@@ -32,15 +32,20 @@ from training.common.froc import (
     threshold_at_fp_rate,
 )
 from training.detection.fracture_data import as_radiograph
-from triage.core.findings import LungRadsSize, lung_rads_size_category
+from triage.core.findings import (
+    FractureFinding,
+    LungRadsSize,
+    NoduleFinding,
+    lung_rads_size_category,
+)
 from triage.dicom.reader import scan_folder
 from triage.dicom.series import load_ct_volume
 from triage.inference import fracture, lung_nodule
 from triage.inference.card import ModelCard, load_card
 from triage.inference.detector import detect
 from triage.inference.runtime import RuntimeOptions, head_function, make_runtime
-from triage.synth.ct_phantom import generate_ct_phantom
-from triage.synth.dr_phantom import generate_radiograph
+from triage.synth.ct_phantom import CtPhantom, generate_ct_phantom
+from triage.synth.dr_phantom import DrPhantom, generate_radiograph
 
 EVAL_SEED_OFFSET = 1_000_000  # training uses seeds < 1e6
 
@@ -110,13 +115,10 @@ def nodule_size_band(diameter_mm: float) -> str:
     return _SIZE_BANDS[lung_rads_size_category(diameter_mm)]
 
 
-def nodule_scan(
+def nodule_findings(
     seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
-) -> tuple[ScanResult, Labels]:
-    """Render one evaluation phantom at a random scanner geometry and detect on it.
-
-    Returns the FROC hits and one label set per reference nodule (kind, size band, juxta-pleural).
-    """
+) -> tuple[list[NoduleFinding], CtPhantom]:
+    """Render one evaluation phantom at a random scanner geometry; return all findings and it."""
     rng = np.random.default_rng(seed)
     inplane = float(rng.uniform(0.6, 0.95))
     thickness = float(rng.uniform(0.6, 2.5))
@@ -136,6 +138,17 @@ def nodule_scan(
     dets = detect(prepared.image, head, card.detection)
     dets = lung_nodule.apply_card_filters(dets, phantom.volume, prepared, card.detection)
     found = lung_nodule.to_findings(dets, prepared, phantom.volume, series_uid=str(seed))
+    return found, phantom
+
+
+def nodule_scan(
+    seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
+) -> tuple[ScanResult, Labels]:
+    """Render one evaluation phantom at a random scanner geometry and detect on it.
+
+    Returns the FROC hits and one label set per reference nodule (kind, size band, juxta-pleural).
+    """
+    found, phantom = nodule_findings(seed, card, head)
     scan = scan_from_centers(
         np.array([f.center_lps_mm for f in found]).reshape(-1, 3),
         np.array([f.score for f in found]),
@@ -153,6 +166,18 @@ def nodule_scan(
     return scan, labels
 
 
+def fracture_findings(
+    seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
+) -> tuple[list[FractureFinding], DrPhantom]:
+    """Render one evaluation radiograph (chest when 3 divides the seed, else a limb); detect."""
+    kind = "chest" if seed % 3 == 0 else "limb"
+    phantom = generate_radiograph(seed, kind=kind)
+    radiograph = as_radiograph(phantom)
+    prepared = fracture.preprocess(radiograph, card.preprocess)
+    found = fracture.to_findings(detect(prepared.image, head, card.detection), prepared, radiograph)
+    return found, phantom
+
+
 def fracture_run(
     seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
 ) -> tuple[ScanResult, BoxImage, Labels]:
@@ -161,11 +186,8 @@ def fracture_run(
     Boxes (predicted and reference) are source-pixel edges ``[c0, r0, c1, r1]``; labels give each
     reference fracture's image kind (chest / limb) and fracture kind.
     """
+    found, phantom = fracture_findings(seed, card, head)
     kind = "chest" if seed % 3 == 0 else "limb"
-    phantom = generate_radiograph(seed, kind=kind)
-    radiograph = as_radiograph(phantom)
-    prepared = fracture.preprocess(radiograph, card.preprocess)
-    found = fracture.to_findings(detect(prepared.image, head, card.detection), prepared, radiograph)
     gt = np.array([f.box_col_row for f in phantom.fractures], dtype=np.float64).reshape(-1, 4)
     preds = np.array([f.box_px.center_col_row for f in found]).reshape(-1, 2)
     scores = np.array([f.score for f in found])
