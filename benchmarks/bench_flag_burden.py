@@ -11,7 +11,10 @@ under policy version 1 (``min_score`` 0.5) and version 2 (each card's 1-FP opera
 Study-level truth: a CT should be flagged when it holds a reference nodule of at least the
 policy's urgent diameter (8 mm), a radiograph when it holds any fracture. Reported per task and
 policy: flag sensitivity (flagged among should-flag), false-flag rate (flagged among the rest) and
-findings per study at or above the threshold (what the SR lists, before its cap). Synthetic
+findings per study at or above the threshold (what the SR lists, before its cap); and, for a site
+choosing its own ``min_score``, the study-level trade-off: the lowest threshold that flags at
+most 5 / 10 / 20 % of the studies without a reason, with the flag sensitivity there (chosen on
+the same studies, so optimistic). Synthetic
 phantoms: NOT clinical performance. Figures are printed and written to
 ``benchmarks/results/flag_burden.json``.
 """
@@ -31,7 +34,7 @@ from training.detection.evaluate import (
     nodule_findings,
 )
 from triage.config import REPO_ROOT
-from triage.core.findings import Finding
+from triage.core.findings import Finding, NoduleFinding
 from triage.core.priority import FracturePolicy, LungPolicy, Priority, TriagePolicy, prioritise
 
 MODELS = REPO_ROOT / "models"
@@ -74,6 +77,39 @@ def _judge(
     return out
 
 
+def _flag_score(found: Sequence[Finding], urgent_mm: float) -> float:
+    """Return the score at which this study's findings would start to flag it (0 if never)."""
+    return max(
+        (f.score for f in found if not isinstance(f, NoduleFinding) or f.diameter_mm >= urgent_mm),
+        default=0.0,
+    )
+
+
+def _study_curve(
+    studies: Sequence[tuple[list[Finding], bool]], urgent_mm: float
+) -> list[dict[str, float]]:
+    """Return, per target false-flag rate, the lowest min_score meeting it and its sensitivity.
+
+    Chosen on these same studies, so optimistic; a site would choose on its own data.
+    """
+    scores = [(_flag_score(found, urgent_mm), should) for found, should in studies]
+    neg = sorted((s for s, should in scores if not should), reverse=True)
+    pos = [s for s, should in scores if should]
+    out = []
+    for target in (0.05, 0.1, 0.2):
+        allowed = int(target * len(neg))  # negatives that may be flagged
+        t = neg[allowed] + 1e-6 if allowed < len(neg) else 0.0
+        out.append(
+            {
+                "false_flag_rate_target": target,
+                "min_score": round(t, 4),
+                "false_flag_rate": round(sum(s >= t for s in neg) / max(len(neg), 1), 3),
+                "flag_sensitivity": round(sum(s >= t for s in pos) / max(len(pos), 1), 3),
+            }
+        )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run both models on fresh synthetic studies and print each policy's flag burden."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -104,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "model": f"{card.name} {card.version}",
             "n_studies": n,
             "policies": _judge(studies, _policies(threshold)),
+            "study_level_min_score_for_false_flag_rate": _study_curve(studies, urgent_mm),
         }
         print(task, result[task])  # noqa: T201 - benchmark report
     write_result("flag_burden", result)
