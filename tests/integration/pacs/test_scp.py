@@ -222,6 +222,18 @@ def test_resending_the_same_series_is_idempotent(
     assert len(spooled_files(spool)) == 16
 
 
+def assert_rejected_and_nothing_stored(
+    result: subprocess.CompletedProcess[str], reason: str, store: Store, spool: Spool
+) -> None:
+    """The dcmtk SCU failed on an A-ASSOCIATE-RJ naming ``reason``, and nothing was kept."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Association Rejected" in output
+    assert reason in output
+    assert n_rows(store, Instance) == 0
+    assert spooled_files(spool) == []
+
+
 def test_unknown_calling_ae_is_rejected_audited_and_stores_nothing(
     make_scp: MakeSCP,
     store: Store,
@@ -232,12 +244,7 @@ def test_unknown_calling_ae_is_rejected_audited_and_stores_nothing(
     scp = make_scp()
     result = dcmtk("storescu", port=scp.port, files=lidc16[:1], ae_title="STRANGER")
 
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    assert "Association Rejected" in output
-    assert "Calling AE Title Not Recognized" in output
-    assert n_rows(store, Instance) == 0
-    assert spooled_files(spool) == []
+    assert_rejected_and_nothing_stored(result, "Calling AE Title Not Recognized", store, spool)
     rows = audit.recent(store, action="association_rejected")
     assert [(r.actor, r.remote, r.outcome) for r in rows] == [("STRANGER", LOOPBACK, "denied")]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -254,11 +261,7 @@ def test_an_allowed_caller_calling_another_ae_title_is_rejected_and_told_which(
     scp = make_scp()
     result = dcmtk("storescu", port=scp.port, files=lidc16[:1], called="ANY-SCP")
 
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    assert "Called AE Title Not Recognized" in output
-    assert n_rows(store, Instance) == 0
-    assert spooled_files(spool) == []
+    assert_rejected_and_nothing_stored(result, "Called AE Title Not Recognized", store, spool)
     rows = audit.recent(store, action="association_rejected")
     assert [(r.actor, r.detail) for r in rows] == [(SENDER_AE, {"called_ae": "ANY-SCP"})]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
