@@ -34,7 +34,7 @@ from triage.dicom.reader import SeriesInput, StudyInput, read_headers
 from triage.dicom.selection import SeriesRules, SkippedSeries, Task, no_series_reason, select_series
 from triage.dicom.series import load_ct_volume
 from triage.inference import fracture, lung_nodule
-from triage.inference.card import ModelCard
+from triage.inference.card import OPERATING_POINT_KEYS, ModelCard
 from triage.inference.detector import detect
 from triage.inference.runtime import Runtime, head_function
 
@@ -132,8 +132,8 @@ def task_min_score(task: Task, engine: Engine) -> float:
         name = m.card.name if (m := engine.models.get(task)) else task.value
         raise ConfigurationError(
             f"policy {task.value}.min_score is 'operating_point', but model {name!r} records no "
-            "operating point (metrics.synthetic_fresh_set.operating_point_1fp.score_threshold "
-            "in its model.yaml); set min_score to a number in the policy file"
+            f"operating point (metrics.{'.'.join(OPERATING_POINT_KEYS)} in its model.yaml); "
+            "set min_score to a number in the policy file"
         )
     return score
 

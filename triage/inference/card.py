@@ -43,6 +43,10 @@ class IOContract(BaseModel):
     output_names: tuple[str, ...] = ("cls_0", "cls_1", "cls_2", "box_0", "box_1", "box_2")
 
 
+OPERATING_POINT_KEYS = ("synthetic_fresh_set", "operating_point_1fp", "score_threshold")
+"""Where in a card's ``metrics`` the ship step records the score at 1 false positive per scan."""
+
+
 class ChangelogEntry(BaseModel):
     """One released version and what changed."""
 
@@ -85,7 +89,7 @@ class ModelCard(BaseModel):
         Cards without it (an imported bundle, a hand-written card) return None.
         """
         node: object = self.metrics
-        for key in ("synthetic_fresh_set", "operating_point_1fp", "score_threshold"):
+        for key in OPERATING_POINT_KEYS:
             if not isinstance(node, dict) or key not in node:
                 return None
             node = node[key]
