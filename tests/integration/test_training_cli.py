@@ -140,3 +140,16 @@ def test_evaluate_refuses_a_task_the_card_does_not_have(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "frac"), "--task", "nodule"])
     assert result.exit_code == 2
     assert "must match the card's task (fracture), got nodule" in result.output
+
+
+def test_export_carries_the_configs_flip_passes_into_the_card(tmp_path: Path) -> None:
+    """Serving must run the passes its operating point was measured with: they live in the card."""
+    (tmp_path / "tiny.yaml").write_text(
+        TINY_CONFIG + "detection:\n  tta_flip_axes: [[0], [1, 2]]\n"
+    )
+    torch.manual_seed(0)
+    network = build_network(TINY_3D, DetectionSpec())
+    torch.save({"network": network.state_dict(), "step": 4}, tmp_path / "checkpoint.pt")
+    result = _export(tmp_path, "0.1.0")
+    assert result.exit_code == 0, result.output
+    assert load_card(tmp_path / "model").detection.tta_flip_axes == ((0,), (1, 2))

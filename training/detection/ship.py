@@ -65,8 +65,28 @@ def main() -> None:
     p.add_argument("--eval-scans", type=int, default=24)
     p.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
     p.add_argument("--train-command", default="")
+    p.add_argument(
+        "--tta-flip-axes",
+        nargs="*",
+        default=None,
+        metavar="AXES",
+        help="serve (and measure) with extra flipped passes, one comma-separated axis set each, "
+        "e.g. '0' or '0 1 0,1'; overrides the config's detection.tta_flip_axes",
+    )
     args = p.parse_args()
     cfg = load_config(args.config)
+    if args.tta_flip_axes is not None:
+        try:
+            flips = tuple(tuple(int(a) for a in axes.split(",")) for axes in args.tta_flip_axes)
+            cfg = cfg.model_copy(
+                update={
+                    "detection": cfg.detection.model_validate(
+                        {**cfg.detection.model_dump(), "tta_flip_axes": flips}
+                    )
+                }
+            )
+        except ValueError as exc:
+            p.error(f"--tta-flip-axes: {exc}")
     if not isinstance(cfg.data, SyntheticData):
         p.error(f"--config must train on synthetic data to ship a demo model, got {cfg.data.kind}")
     nodule = cfg.task == "lung_nodule"
@@ -106,6 +126,11 @@ def main() -> None:
         f"python -m training.detection.ship --config {args.config} --checkpoint "
         f"{args.checkpoint} --model-dir {args.model_dir} --version {args.version} "
         f"--eval-scans {args.eval_scans}"
+        + (
+            " --tta-flip-axes " + " ".join(args.tta_flip_axes)
+            if args.tta_flip_axes is not None
+            else ""
+        )
     )
     card = load_card(args.model_dir).model_copy(update={"metrics": metrics})
     write_card(card, args.model_dir)

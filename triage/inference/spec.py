@@ -55,6 +55,27 @@ class DetectionSpec(_Strict):
     # CT only: drop candidates whose centre is outside the lungs dilated by this margin
     # (None: off, as in the MONAI bundle).
     lung_mask_margin_mm: float | None = Field(None, ge=0.0)
+    # Test-time augmentation: extra passes over the image flipped along these (i, j[, k]) axis
+    # sets, each mapped back and averaged with the plain pass before box selection. Empty: one
+    # pass, as in the MONAI bundle. The card's operating point must be measured with the same
+    # setting, so it is part of the card, not a runtime switch.
+    tta_flip_axes: tuple[tuple[int, ...], ...] = ()
+
+    @model_validator(mode="after")
+    def _flip_axes_valid(self) -> DetectionSpec:
+        dims = len(self.roi_size)
+        seen: set[tuple[int, ...]] = set()
+        for axes in self.tta_flip_axes:
+            key = tuple(sorted(axes))
+            if not axes or len(set(axes)) != len(axes) or any(a < 0 or a >= dims for a in axes):
+                raise ValueError(
+                    "tta_flip_axes entries must be non-empty sets of distinct axes in "
+                    f"0..{dims - 1}, got {list(axes)}"
+                )
+            if key in seen:
+                raise ValueError(f"tta_flip_axes lists the axis set {list(key)} twice; remove one")
+            seen.add(key)
+        return self
 
     @property
     def num_anchors(self) -> int:

@@ -112,11 +112,12 @@ def test_get_config_shows_settings_models_and_the_active_policy(
         configured.lung_nodule.urgent_diameter_mm
     )
     shipped = {
-        (card.name, card.version)
+        (card.name, card.version, card.operating_point_score)
         for card in (load_card(p.parent) for p in (REPO_ROOT / "models").glob("*/model.yaml"))
     }
     assert shipped
-    assert {(m["name"], m["version"]) for m in body["models"]} == shipped
+    assert all(point is not None for _, _, point in shipped)
+    assert {(m["name"], m["version"], m["operating_point"]) for m in body["models"]} == shipped
 
 
 def test_get_config_shows_no_secret(client: TestClient) -> None:

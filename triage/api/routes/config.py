@@ -48,6 +48,10 @@ class ModelView(BaseModel):
     name: str | None = None
     version: str | None = None
     task: str | None = None
+    # the score a policy ``min_score: operating_point`` resolves to (the card's measured 1-FP
+    # threshold); None when the card records none, and then such a policy leaves the task
+    # NOT_ANALYSED
+    operating_point: float | None = None
     error: str | None = None
 
 
@@ -133,7 +137,13 @@ def _models(models_dir: Path) -> list[ModelView]:
             views.append(ModelView(folder=folder.name, error=str(e)[:MAX_ERROR_CHARS]))
             continue
         views.append(
-            ModelView(folder=folder.name, name=card.name, version=card.version, task=card.task)
+            ModelView(
+                folder=folder.name,
+                name=card.name,
+                version=card.version,
+                task=card.task,
+                operating_point=card.operating_point_score,
+            )
         )
     return views
 
