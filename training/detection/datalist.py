@@ -131,5 +131,11 @@ def build_cached(
     ``make`` must be picklable (a module-level function or a ``functools.partial`` of one).
     """
     return pool.build_pool(
-        make, f"datalist_{key}", list(range(n)), prep, cache=cache, workers=workers
+        make,
+        f"datalist_{key}",
+        list(range(n)),
+        prep,
+        cache=cache,
+        generator="datalist (files and boxes are in the key)",
+        workers=workers,
     )

@@ -11,6 +11,7 @@ from training.detection.crops import Sample
 from triage.imaging.radiograph import Radiograph
 from triage.inference.fracture import preprocess
 from triage.inference.spec import PreprocessSpec
+from triage.synth.dr_phantom import GENERATOR_VERSION as DR_GENERATOR
 from triage.synth.dr_phantom import DrPhantom, generate_radiograph
 
 
@@ -50,4 +51,12 @@ def build_pool(
     seeds: list[int], prep: PreprocessSpec, *, cache: Path, workers: int = 2
 ) -> list[Sample]:
     """Return samples for the seeds, rendering missing ones in parallel and caching (float16)."""
-    return pool.build_pool(phantom_sample, "fracture", seeds, prep, cache=cache, workers=workers)
+    return pool.build_pool(
+        phantom_sample,
+        "fracture",
+        seeds,
+        prep,
+        cache=cache,
+        generator=DR_GENERATOR,
+        workers=workers,
+    )

@@ -10,6 +10,7 @@ from training.detection import pool
 from training.detection.crops import Sample
 from triage.inference.lung_nodule import boxes_from_centers, preprocess
 from triage.inference.spec import PreprocessSpec
+from triage.synth.ct_phantom import GENERATOR_VERSION as CT_GENERATOR
 from triage.synth.ct_phantom import generate_ct_phantom
 
 
@@ -40,4 +41,6 @@ def build_pool(
     seeds: list[int], prep: PreprocessSpec, *, cache: Path, workers: int = 2
 ) -> list[Sample]:
     """Return samples for the seeds, rendering missing ones in parallel and caching (float16)."""
-    return pool.build_pool(phantom_sample, "nodule", seeds, prep, cache=cache, workers=workers)
+    return pool.build_pool(
+        phantom_sample, "nodule", seeds, prep, cache=cache, generator=CT_GENERATOR, workers=workers
+    )
