@@ -123,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("lung_nodule", args.models / "lung_nodule_det", args.n_ct),
         ("fracture", args.models / "fracture_det", args.n_dr),
     ):
+        if n == 0:
+            continue  # e.g. --n-ct 0: measure the radiograph model only
         card, head = _runner(folder)
         threshold = card.operating_point_score
         if threshold is None:
