@@ -10,8 +10,9 @@ the network input, axes in (i, j[, k]) order.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -132,13 +133,22 @@ def nms(boxes: F32, scores: F32, threshold: float, max_proposals: int) -> npt.ND
     return order[np.asarray(pick, dtype=np.int64)]
 
 
+BoxRows = Callable[[npt.NDArray[np.int64]], F32]
+
+
 def select_boxes(
-    boxes_per_level: Sequence[F32],
+    boxes_per_level: Sequence[F32 | BoxRows],
     logits_per_level: Sequence[F32],
     image_size: Sequence[int],
     detection: DetectionSpec,
 ) -> Detections:
-    """Per level: sigmoid, score threshold, top-k, clip; then class-wise NMS over all levels."""
+    """Per level: sigmoid, score threshold, top-k, clip; then class-wise NMS over all levels.
+
+    A level's boxes are either decoded already ``(N, 2*dims)`` or a function that decodes the
+    given anchor rows; :func:`postprocess` passes the latter so that only the top-k candidates
+    are decoded (MONAI decodes every anchor first; each box depends on its own anchor only, so
+    the result is identical).
+    """
     all_boxes, all_scores, all_labels = [], [], []
     for boxes, logits in zip(boxes_per_level, logits_per_level, strict=True):
         num_classes = logits.shape[-1]
@@ -148,7 +158,9 @@ def select_boxes(
         k = min(detection.topk_candidates_per_level, flat_idx.size)
         top = np.argsort(-scores, kind="stable")[:k]
         flat_idx, scores = flat_idx[top], scores[top]
-        clipped, keep = _clip_to_image(boxes[flat_idx // num_classes], image_size)
+        rows = flat_idx // num_classes
+        picked = boxes(rows) if callable(boxes) else boxes[rows]
+        clipped, keep = _clip_to_image(picked, image_size)
         all_boxes.append(clipped)
         all_scores.append(scores[keep])
         all_labels.append((flat_idx % num_classes)[keep])
@@ -184,7 +196,14 @@ def postprocess(
     anchors = grid_anchors(detection, padded_size, grid_sizes)
     logits = [reshape_map(m, detection.num_anchors)[0] for m in cls_maps]
     regs = [reshape_map(m, detection.num_anchors)[0] for m in box_maps]
-    boxes = [
-        decode_boxes(r, a, detection.box_coder_weights) for r, a in zip(regs, anchors, strict=True)
+    weights = detection.box_coder_weights
+    decoders: list[BoxRows] = [
+        partial(_decode_rows, r, a, weights) for r, a in zip(regs, anchors, strict=True)
     ]
-    return select_boxes(boxes, logits, image_size, detection)
+    return select_boxes(decoders, logits, image_size, detection)
+
+
+def _decode_rows(
+    rel_codes: F32, anchors: F32, weights: Sequence[float], rows: npt.NDArray[np.int64]
+) -> F32:
+    return decode_boxes(rel_codes[rows], anchors[rows], weights)
