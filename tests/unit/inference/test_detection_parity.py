@@ -71,3 +71,33 @@ def test_bundle_network_has_the_bundle_parameter_count_and_state_keys() -> None:
     assert len(state) == 190
     assert "feature_extractor.body.conv1.weight" in state
     assert tuple(state["classification_head.cls_logits.weight"].shape) == (3, 256, 3, 3, 3)
+
+
+def test_decoding_only_the_selected_anchors_gives_the_boxes_of_decoding_all() -> None:
+    """``postprocess`` decodes after top-k selection; decoding every anchor first (MONAI's order)
+    must give the same boxes bit for bit."""
+    from triage.inference.detection import (  # noqa: PLC0415 - the internals under test
+        decode_boxes,
+        grid_anchors,
+        postprocess,
+        reshape_map,
+        select_boxes,
+    )
+
+    det = DetectionSpec(roi_size=(64, 64, 32), score_thresh=0.005)
+    wrapper = HeadOutputs(perturbed_network(TINY_3D, det, seed=5)).eval()
+    x = torch.rand(1, 1, 48, 48, 24, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        maps = [o.numpy() for o in wrapper(x)]
+    n = len(maps) // 2
+    anchors = grid_anchors(det, x.shape[2:], [m.shape[2:] for m in maps[:n]])
+    logits = [reshape_map(m, det.num_anchors)[0] for m in maps[:n]]
+    boxes = [
+        decode_boxes(reshape_map(m, det.num_anchors)[0], a, det.box_coder_weights)
+        for m, a in zip(maps[n:], anchors, strict=True)
+    ]
+    every = select_boxes(boxes, logits, x.shape[2:], det)
+    lazy = postprocess(maps, x.shape[2:], x.shape[2:], det)
+    assert len(every.scores) >= 10
+    np.testing.assert_array_equal(lazy.boxes, every.boxes)
+    np.testing.assert_array_equal(lazy.scores, every.scores)
