@@ -137,17 +137,16 @@ BoxRows = Callable[[npt.NDArray[np.int64]], F32]
 
 
 def select_boxes(
-    boxes_per_level: Sequence[F32 | BoxRows],
+    boxes_per_level: Sequence[BoxRows],
     logits_per_level: Sequence[F32],
     image_size: Sequence[int],
     detection: DetectionSpec,
 ) -> Detections:
     """Per level: sigmoid, score threshold, top-k, clip; then class-wise NMS over all levels.
 
-    A level's boxes are either decoded already ``(N, 2*dims)`` or a function that decodes the
-    given anchor rows; :func:`postprocess` passes the latter so that only the top-k candidates
-    are decoded (MONAI decodes every anchor first; each box depends on its own anchor only, so
-    the result is identical).
+    A level's boxes come from a function that decodes the given anchor rows, so that only the
+    top-k candidates are decoded (MONAI decodes every anchor first; each box depends on its own
+    anchor only, so the result is identical).
     """
     all_boxes, all_scores, all_labels = [], [], []
     for boxes, logits in zip(boxes_per_level, logits_per_level, strict=True):
@@ -159,8 +158,7 @@ def select_boxes(
         top = np.argsort(-scores, kind="stable")[:k]
         flat_idx, scores = flat_idx[top], scores[top]
         rows = flat_idx // num_classes
-        picked = boxes(rows) if callable(boxes) else boxes[rows]
-        clipped, keep = _clip_to_image(picked, image_size)
+        clipped, keep = _clip_to_image(boxes(rows), image_size)
         all_boxes.append(clipped)
         all_scores.append(scores[keep])
         all_labels.append((flat_idx % num_classes)[keep])

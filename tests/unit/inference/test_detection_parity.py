@@ -96,7 +96,7 @@ def test_decoding_only_the_selected_anchors_gives_the_boxes_of_decoding_all() ->
         decode_boxes(reshape_map(m, det.num_anchors)[0], a, det.box_coder_weights)
         for m, a in zip(maps[n:], anchors, strict=True)
     ]
-    every = select_boxes(boxes, logits, x.shape[2:], det)
+    every = select_boxes([b.__getitem__ for b in boxes], logits, x.shape[2:], det)
     lazy = postprocess(maps, x.shape[2:], x.shape[2:], det)
     assert len(every.scores) >= 10
     np.testing.assert_array_equal(lazy.boxes, every.boxes)
