@@ -48,15 +48,20 @@ def lung_mask(volume: Volume, *, margin_mm: float = 10.0) -> npt.NDArray[np.bool
 
 
 def _touching_inplane_border(air: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """Return the air connected (per slice) to the edge of the field of view: outside the body."""
-    image = sitk.GetImageFromArray(air.astype(np.uint8))
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(image, True))
+    """Return the air connected, within its own slice, to the edge of the field of view.
+
+    Components are labelled slice by slice (2-D), not in 3-D: in 3-D the lungs join the air
+    outside the patient wherever any one slice opens them to it (the apex above the chest wall,
+    a slab that ends in the neck, a gap in a thin body wall), and every slice of both lungs was
+    then removed as "outside" — an empty mask that made the filter drop every candidate.
+    """
     border = np.zeros_like(air)
     for k in range(air.shape[0]):
-        edge = np.concatenate(
-            [labels[k, 0, :], labels[k, -1, :], labels[k, :, 0], labels[k, :, -1]]
+        labels = sitk.GetArrayFromImage(
+            sitk.ConnectedComponent(sitk.GetImageFromArray(air[k].astype(np.uint8)), True)
         )
+        edge = np.concatenate([labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1]])
         ids = np.unique(edge[edge > 0])
         if ids.size:
-            border[k] = np.isin(labels[k], ids)
+            border[k] = np.isin(labels, ids)
     return border

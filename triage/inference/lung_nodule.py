@@ -5,6 +5,7 @@ Training imports :func:`preprocess` too, so a model is trained on exactly what i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from triage.inference.detection import Detections
 from triage.inference.spec import DetectionSpec, PreprocessSpec
 
 F32 = npt.NDArray[np.float32]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,10 +110,19 @@ def inside_lungs(
 
     The mask is computed on the source HU volume (any orientation); box corners are mapped from
     network voxels through LPS into source voxels and the box is tested on their bounding range.
+    When the mask finds no lungs at all (an unusual scan, a field of view the HU rule does not
+    fit), every candidate is kept and a warning logged: a filter that cannot see the lungs must
+    not turn a scan with nodules into one with no findings.
     """
     if len(detections.scores) == 0:
         return detections
     mask = lung_mask(source, margin_mm=margin_mm)
+    if not mask.any():
+        logger.warning(
+            "lung mask found no lungs; lung filter skipped, all %d candidates kept",
+            len(detections.scores),
+        )
+        return detections
     keep = np.array(
         [_box_touches(mask, _source_range(box, source, prepared)) for box in detections.boxes],
         dtype=bool,

@@ -86,3 +86,23 @@ def test_box_mapping_follows_the_source_orientation() -> None:
     far_ijk = lps_to_voxel(flipped.affine_lps, far.reshape(1, 3))[0]
     kept, boxes = _filter(flipped, [tuple(ijk), tuple(far_ijk)], [30.0, 8.0])
     np.testing.assert_array_equal(kept.boxes, boxes[[0]])
+
+
+def test_lungs_open_to_outside_air_in_one_slice_are_kept_in_the_others() -> None:
+    """Regression: outside air was labelled in 3-D, so a lung that met it in any one slice (here a
+    gap through the body wall at k = 10) vanished from every slice and the mask came out empty."""
+    volume = _chest()
+    volume.array[10, 50:60, 0:20] = -1000.0  # a channel from the field's edge into the lung
+    mask = lung_mask(volume, margin_mm=0.0)
+    assert mask[20, 40, 30], "the lung away from the channel must stay in the mask"
+    assert not mask[10, 55, 25], "the slice open to outside air is outside air there"
+
+
+def test_no_lungs_found_keeps_every_candidate() -> None:
+    """A scan whose HU mask finds no lungs keeps its candidates instead of losing all of them."""
+    volume = _chest()
+    volume.array[volume.array < -400] = -1000.0
+    volume.array[:, 10:110, 10:150] = 40.0  # the body without lungs: nothing air-like inside
+    assert not lung_mask(volume, margin_mm=MARGIN_MM).any()
+    kept, boxes = _filter(volume, [(35.0, 40.0, 20.0), (130.0, 60.0, 30.0)], [6.0, 8.0])
+    np.testing.assert_array_equal(kept.boxes, boxes)
