@@ -125,18 +125,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     ):
         if n == 0:
             continue  # e.g. --n-ct 0: measure the radiograph model only
-        card, head = _runner(folder)
+        served = _runner(folder)
+        card = served.card
         threshold = card.operating_point_score
         if threshold is None:
             raise SystemExit(f"{folder} records no operating point; nothing to compare")
         studies: list[tuple[list[Finding], bool]] = []
         for seed in range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n):
             if task == "lung_nodule":
-                found, ct = nodule_findings(seed, card, head)
+                found, ct = nodule_findings(seed, served)
                 should = any(t.diameter_mm >= urgent_mm for t in ct.nodules)
                 studies.append((list(found), should))
             else:
-                found_f, dr = fracture_findings(seed, card, head)
+                found_f, dr = fracture_findings(seed, served)
                 studies.append((list(found_f), bool(dr.fractures)))
         result[task] = {
             "model": f"{card.name} {card.version}",

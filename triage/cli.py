@@ -31,7 +31,7 @@ from triage.core.priority import Priority, rank
 from triage.dicom.reader import scan_folder
 from triage.dicom.selection import Task, load_series_rules
 from triage.inference.card import load_card
-from triage.inference.runtime import RuntimeOptions, make_runtime
+from triage.inference.runtime import RuntimeOptions, make_patch_classifier, make_runtime
 from triage.pipeline import Engine, StudyResult, TaskModel, analyse_all
 from triage.reporting import summary_json
 
@@ -69,7 +69,11 @@ def build_engine(settings: Settings, *, policy_file: Path | None = None) -> Engi
             continue
         try:
             card = load_card(folder)
-            models[task] = TaskModel(card, make_runtime(settings.runtime, card, folder, opts))
+            models[task] = TaskModel(
+                card,
+                make_runtime(settings.runtime, card, folder, opts),
+                make_patch_classifier(card, folder, opts),
+            )
         except ModelUnavailable as e:
             unavailable[task] = str(e)
             logger.warning("model unavailable: %s", e)
@@ -317,18 +321,15 @@ def models_verify(
     for card_path in sorted(settings.models_dir.glob("*/model.yaml")):
         try:
             card = load_card(card_path.parent)
-            rt = make_runtime(
-                settings.runtime,
-                card,
-                card_path.parent,
-                RuntimeOptions(device=settings.device, triton_url=settings.triton_url),
-            )
+            opts = RuntimeOptions(device=settings.device, triton_url=settings.triton_url)
+            rt = make_runtime(settings.runtime, card, card_path.parent, opts)
+            rescorer = make_patch_classifier(card, card_path.parent, opts)
             table.add_row(
                 card.name,
                 card.version,
                 card.task,
                 card.weights.sha256[:12],
-                rt.provider,
+                rt.provider + (" + rescoring (onnx)" if rescorer is not None else ""),
                 "[green]ok[/]",
             )
         except ModelUnavailable as e:

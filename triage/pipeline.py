@@ -36,6 +36,7 @@ from triage.dicom.series import load_ct_volume
 from triage.inference import fracture, lung_nodule
 from triage.inference.card import OPERATING_POINT_KEYS, ModelCard
 from triage.inference.detector import detect
+from triage.inference.rescoring import PatchClassifier, apply_rescoring
 from triage.inference.runtime import Runtime, head_function
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class TaskModel:
 
     card: ModelCard
     runtime: Runtime
+    rescorer: PatchClassifier | None = None  # the card's rescoring stage, when it declares one
 
     @property
     def algorithm(self) -> AlgorithmInfo:
@@ -151,6 +153,7 @@ def _run_lung(
     prepared = lung_nodule.preprocess(volume, model.card.preprocess)
     dets = detect(prepared.image, head_function(model.runtime, model.card), model.card.detection)
     dets = lung_nodule.apply_card_filters(dets, volume, prepared, model.card.detection)
+    dets = apply_rescoring(prepared.image, dets, model.card, model.rescorer)
     candidates = lung_nodule.to_findings(dets, prepared, volume, series_uid=series.series_uid)
     kept = [f for f in candidates if f.score >= min_score]
     return kept[:MAX_REPORTED_FINDINGS], len(candidates), volume.affine_lps
@@ -167,6 +170,7 @@ def _run_fracture(
         dets = detect(
             prepared.image, head_function(model.runtime, model.card), model.card.detection
         )
+        dets = apply_rescoring(prepared.image, dets, model.card, model.rescorer)
         found = fracture.to_findings(dets, prepared, radiograph)
         candidates += len(found)
         findings += [f for f in found if f.score >= min_score]

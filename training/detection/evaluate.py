@@ -42,8 +42,15 @@ from triage.dicom.reader import scan_folder
 from triage.dicom.series import load_ct_volume
 from triage.inference import fracture, lung_nodule
 from triage.inference.card import ModelCard, load_card
+from triage.inference.detection import Detections
 from triage.inference.detector import detect
-from triage.inference.runtime import RuntimeOptions, head_function, make_runtime
+from triage.inference.rescoring import PatchClassifier, apply_rescoring
+from triage.inference.runtime import (
+    RuntimeOptions,
+    head_function,
+    make_patch_classifier,
+    make_runtime,
+)
 from triage.synth.ct_phantom import CtPhantom, generate_ct_phantom
 from triage.synth.dr_phantom import DrPhantom, generate_radiograph
 
@@ -90,10 +97,31 @@ class Evaluation:
         return out
 
 
-def _runner(model_dir: Path) -> tuple[ModelCard, Callable[[np.ndarray], list[np.ndarray]]]:
+@dataclass(frozen=True)
+class Served:
+    """A model as the engine serves it: card, detector head and (if carded) rescoring stage."""
+
+    card: ModelCard
+    head: Callable[[np.ndarray], list[np.ndarray]]
+    rescorer: PatchClassifier | None = None
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Run the detector on a preprocessed image (no card filters, no rescoring)."""
+        return detect(image, self.head, self.card.detection)
+
+    def rescore(self, image: np.ndarray, dets: Detections) -> Detections:
+        """Apply the card's rescoring stage (a no-op when it has none)."""
+        return apply_rescoring(image, dets, self.card, self.rescorer)
+
+
+def _runner(model_dir: Path) -> Served:
     card = load_card(model_dir)
     runtime = make_runtime("onnx", card, model_dir, RuntimeOptions())
-    return card, head_function(runtime, card)
+    return Served(
+        card,
+        head_function(runtime, card),
+        make_patch_classifier(card, model_dir, RuntimeOptions()),
+    )
 
 
 Labels = list[dict[str, str]]  # one attribute -> value mapping per reference target
@@ -115,10 +143,12 @@ def nodule_size_band(diameter_mm: float) -> str:
     return _SIZE_BANDS[lung_rads_size_category(diameter_mm)]
 
 
-def nodule_findings(
-    seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
-) -> tuple[list[NoduleFinding], CtPhantom]:
-    """Render one evaluation phantom at a random scanner geometry; return all findings and it."""
+def render_nodule_phantom(seed: int) -> CtPhantom:
+    """Render the phantom of one seed at a random scanner geometry, as evaluation sees it.
+
+    In-plane 0.6-0.95 mm, slices 0.6-2.5 mm (sometimes overlapping), 0-5 nodules; the serving
+    path then resamples it to the card's voxel size, so resampling is exercised too.
+    """
     rng = np.random.default_rng(seed)
     inplane = float(rng.uniform(0.6, 0.95))
     thickness = float(rng.uniform(0.6, 2.5))
@@ -126,29 +156,33 @@ def nodule_findings(
     nx, ny = int(360 / inplane), int(300 / inplane)
     # 140 mm of z, fewer slices when thin ones would exceed ~24 M voxels (render time on a CPU)
     nz = max(int(80 / step), min(int(140 / step), 24_000_000 // (nx * ny)))
-    shape = (nx, ny, nz)
-    phantom = generate_ct_phantom(
+    return generate_ct_phantom(
         seed,
         spacing_ijk_mm=(inplane, inplane, step),
-        shape_ijk=shape,
+        shape_ijk=(nx, ny, nz),
         slice_thickness_mm=thickness,
         n_nodules=int(rng.integers(0, 6)),
     )
+
+
+def nodule_findings(seed: int, served: Served) -> tuple[list[NoduleFinding], CtPhantom]:
+    """Render one evaluation phantom at a random scanner geometry; return all findings and it."""
+    phantom = render_nodule_phantom(seed)
+    card = served.card
     prepared = lung_nodule.preprocess(phantom.volume, card.preprocess)
-    dets = detect(prepared.image, head, card.detection)
+    dets = served.detect(prepared.image)
     dets = lung_nodule.apply_card_filters(dets, phantom.volume, prepared, card.detection)
+    dets = served.rescore(prepared.image, dets)
     found = lung_nodule.to_findings(dets, prepared, phantom.volume, series_uid=str(seed))
     return found, phantom
 
 
-def nodule_scan(
-    seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
-) -> tuple[ScanResult, Labels]:
+def nodule_scan(seed: int, served: Served) -> tuple[ScanResult, Labels]:
     """Render one evaluation phantom at a random scanner geometry and detect on it.
 
     Returns the FROC hits and one label set per reference nodule (kind, size band, juxta-pleural).
     """
-    found, phantom = nodule_findings(seed, card, head)
+    found, phantom = nodule_findings(seed, served)
     scan = scan_from_centers(
         np.array([f.center_lps_mm for f in found]).reshape(-1, 3),
         np.array([f.score for f in found]),
@@ -166,27 +200,24 @@ def nodule_scan(
     return scan, labels
 
 
-def fracture_findings(
-    seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
-) -> tuple[list[FractureFinding], DrPhantom]:
+def fracture_findings(seed: int, served: Served) -> tuple[list[FractureFinding], DrPhantom]:
     """Render one evaluation radiograph (chest when 3 divides the seed, else a limb); detect."""
     kind = "chest" if seed % 3 == 0 else "limb"
     phantom = generate_radiograph(seed, kind=kind)
     radiograph = as_radiograph(phantom)
-    prepared = fracture.preprocess(radiograph, card.preprocess)
-    found = fracture.to_findings(detect(prepared.image, head, card.detection), prepared, radiograph)
+    prepared = fracture.preprocess(radiograph, served.card.preprocess)
+    dets = served.rescore(prepared.image, served.detect(prepared.image))
+    found = fracture.to_findings(dets, prepared, radiograph)
     return found, phantom
 
 
-def fracture_run(
-    seed: int, card: ModelCard, head: Callable[[np.ndarray], list[np.ndarray]]
-) -> tuple[ScanResult, BoxImage, Labels]:
+def fracture_run(seed: int, served: Served) -> tuple[ScanResult, BoxImage, Labels]:
     """Render one evaluation radiograph, detect on it; return its FROC hits, boxes and labels.
 
     Boxes (predicted and reference) are source-pixel edges ``[c0, r0, c1, r1]``; labels give each
     reference fracture's image kind (chest / limb) and fracture kind.
     """
-    found, phantom = fracture_findings(seed, card, head)
+    found, phantom = fracture_findings(seed, served)
     kind = "chest" if seed % 3 == 0 else "limb"
     gt = np.array([f.box_col_row for f in phantom.fractures], dtype=np.float64).reshape(-1, 4)
     preds = np.array([f.box_px.center_col_row for f in found]).reshape(-1, 2)
@@ -210,15 +241,15 @@ def evaluate_synthetic(
 
     With ``ap_ious`` (fractures only), also AP at those IoU thresholds on the boxes.
     """
-    card, head = _runner(model_dir)
+    served = _runner(model_dir)
     seeds = [EVAL_SEED_OFFSET + s for s in range(n_scans)]
     ap: dict[float, float] | None = None
     if task == "lung_nodule":
-        nodule_runs = [nodule_scan(seed, card, head) for seed in seeds]
+        nodule_runs = [nodule_scan(seed, served) for seed in seeds]
         scans = [scan for scan, _ in nodule_runs]
         labels = [lab for _, lab in nodule_runs]
     else:
-        runs = [fracture_run(seed, card, head) for seed in seeds]
+        runs = [fracture_run(seed, served) for seed in seeds]
         scans = [scan for scan, _, _ in runs]
         labels = [lab for _, _, lab in runs]
         if ap_ious:
@@ -244,13 +275,15 @@ def evaluate_synthetic(
 
 def evaluate_lidc(model_dir: Path, series_dir: Path, consensus_csv: Path) -> dict[str, object]:
     """Run the nodule model on LIDC-IDRI-0001 and report the best hit on the consensus nodule."""
-    card, head = _runner(model_dir)
+    served = _runner(model_dir)
+    card = served.card
     (study,) = scan_folder(series_dir).studies
     volume = load_ct_volume(study.series[0])
     prepared = lung_nodule.preprocess(volume, card.preprocess)
     dets = lung_nodule.apply_card_filters(
-        detect(prepared.image, head, card.detection), volume, prepared, card.detection
+        served.detect(prepared.image), volume, prepared, card.detection
     )
+    dets = served.rescore(prepared.image, dets)
     found = lung_nodule.to_findings(dets, prepared, volume, series_uid=study.series[0].series_uid)
     with consensus_csv.open() as f:
         row = next(csv.DictReader(f))

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
+import yaml
+
+from training.detection import rescoring_train
 from training.detection.config import SyntheticData, load_config
 from training.detection.evaluate import (
     EVAL_SEED_OFFSET,
@@ -19,7 +23,7 @@ from training.detection.evaluate import (
     write_report,
 )
 from training.detection.export import export_model, write_card
-from triage.inference.card import load_card
+from triage.inference.card import ModelCard, RescoringSpec, load_card, verified_file
 from triage.synth.ct_phantom import GENERATOR_VERSION as CT_GENERATOR
 from triage.synth.dr_phantom import GENERATOR_VERSION as DR_GENERATOR
 
@@ -52,6 +56,20 @@ def _lidc_paths(shared: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def add_rescoring(card: ModelCard, source: Path, model_dir: Path) -> ModelCard:
+    """Copy a trained rescoring classifier into ``model_dir``; return the card declaring it.
+
+    Raises:
+        ModelUnavailable: the classifier file does not match its block's sha256.
+    """
+    block = RescoringSpec.model_validate(
+        yaml.safe_load((source / rescoring_train.BLOCK_FILE).read_text())
+    )
+    verified_file(source, block.file, block.sha256, what="rescoring classifier")
+    shutil.copyfile(source / block.file, model_dir / block.file)
+    return ModelCard.model_validate({**card.model_dump(), "rescoring": block.model_dump()})
+
+
 def main() -> None:
     """Export, evaluate on fresh synthetic data (+ LIDC-IDRI-0001 for nodules), update the card."""
     p = argparse.ArgumentParser(
@@ -72,6 +90,12 @@ def main() -> None:
         metavar="AXES",
         help="serve (and measure) with extra flipped passes, one comma-separated axis set each, "
         "e.g. '0' or '0 1 0,1'; overrides the config's detection.tta_flip_axes",
+    )
+    p.add_argument(
+        "--rescoring",
+        type=Path,
+        help="folder written by training.detection.rescoring_train (rescoring.onnx + its card "
+        "block): serve (and measure) the model with that second stage",
     )
     args = p.parse_args()
     cfg = load_config(args.config)
@@ -115,6 +139,9 @@ def main() -> None:
         training_data=training_data,
         citations=(LIDC_CITATION,) if nodule else (),
     )
+    if args.rescoring is not None:
+        card = add_rescoring(card, args.rescoring, args.model_dir)
+        write_card(card, args.model_dir)
     synthetic = evaluate_synthetic(args.model_dir, n_scans=args.eval_scans, task=cfg.task)
     metrics: dict[str, object] = {
         "synthetic_fresh_set": synthetic.as_json(),
@@ -131,6 +158,7 @@ def main() -> None:
             if args.tta_flip_axes is not None
             else ""
         )
+        + (f" --rescoring {args.rescoring}" if args.rescoring is not None else "")
     )
     card = load_card(args.model_dir).model_copy(update={"metrics": metrics})
     write_card(card, args.model_dir)

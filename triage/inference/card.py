@@ -33,6 +33,36 @@ class WeightsRef(BaseModel):
     source: str = ""
 
 
+class RescoringSpec(BaseModel):
+    """A second stage that re-scores every candidate from an image patch around its centre.
+
+    LUNA16's two-stage design (candidate detection, then false-positive reduction): the detector's
+    score comes from a small receptive field, so a vessel crossing or a rib overlap can score like
+    a nodule or a fracture; a classifier that sees the whole neighbourhood of the candidate tells
+    them apart. The final score is ``detection ** (1 - weight) * probability ** weight``, so a
+    candidate needs both stages to agree. The patch is ``patch_size`` network-input voxels
+    (i, j[, k]) centred on the box centre, zero outside the image
+    (:func:`triage.inference.rescoring.extract_patches`); the ONNX file maps ``input_name``
+    ``(N, 1, *patch_size)`` to ``output_name`` logits ``(N, 1)``. It always runs in ONNX Runtime
+    beside the detector, whatever runtime serves the detector (it is small and per-candidate).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    patch_size: tuple[int, ...]
+    weight: float = Field(0.5, gt=0.0, le=1.0)
+    input_name: str = "patch"
+    output_name: str = "logit"
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _patch_positive(self) -> RescoringSpec:
+        if not self.patch_size or any(n < 1 for n in self.patch_size):
+            raise ValueError(f"rescoring.patch_size must be positive sizes, got {self.patch_size}")
+        return self
+
+
 class IOContract(BaseModel):
     """Tensor names and layout the runtime checks against the weights."""
 
@@ -69,6 +99,7 @@ class ModelCard(BaseModel):
     preprocess: PreprocessSpec
     io: IOContract = IOContract()
     weights: WeightsRef
+    rescoring: RescoringSpec | None = None
     training_data: dict[str, object] = Field(default_factory=dict)
     metrics: dict[str, object] = Field(default_factory=dict)
     citations: tuple[str, ...] = ()
@@ -77,6 +108,15 @@ class ModelCard(BaseModel):
     @model_validator(mode="after")
     def _preprocess_fits_task(self) -> ModelCard:
         check_preprocess_for_task(self.task, self.preprocess)
+        return self
+
+    @model_validator(mode="after")
+    def _rescoring_fits_network(self) -> ModelCard:
+        if self.rescoring and len(self.rescoring.patch_size) != self.network.spatial_dims:
+            raise ValueError(
+                f"rescoring.patch_size must have {self.network.spatial_dims} values (the "
+                f"network's spatial dims), got {list(self.rescoring.patch_size)}"
+            )
         return self
 
     @property
@@ -105,19 +145,33 @@ class ModelCard(BaseModel):
         Raises:
             ModelUnavailable: missing file or checksum mismatch (the file is never loaded then).
         """
-        path = self.weights_path(model_dir)
-        if not path.is_file():
-            raise ModelUnavailable(
-                f"weights of model {self.name!r} must exist at {path}, got no file; "
-                "re-export the model or point TRIAGE_MODELS_DIR at the right folder"
-            )
-        digest = sha256_file(path)
-        if digest != self.weights.sha256:
-            raise ModelUnavailable(
-                f"weights of model {self.name!r} must have sha256 {self.weights.sha256[:12]}…, "
-                f"got {digest[:12]}… for {path.name}; refusing to load unverified weights"
-            )
-        return path
+        return verified_file(
+            model_dir,
+            self.weights.file,
+            self.weights.sha256,
+            what=f"weights of model {self.name!r}",
+        )
+
+
+def verified_file(model_dir: Path, file: str, sha256: str, *, what: str) -> Path:
+    """Return ``model_dir / file`` after checking it exists and has the card's sha256.
+
+    Raises:
+        ModelUnavailable: missing file or checksum mismatch (the file is never loaded then).
+    """
+    path = model_dir / file
+    if not path.is_file():
+        raise ModelUnavailable(
+            f"{what} must exist at {path}, got no file; "
+            "re-export the model or point TRIAGE_MODELS_DIR at the right folder"
+        )
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise ModelUnavailable(
+            f"{what} must have sha256 {sha256[:12]}…, got {digest[:12]}… for {path.name}; "
+            "refusing to load unverified weights"
+        )
+    return path
 
 
 def sha256_file(path: Path) -> str:

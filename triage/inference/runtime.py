@@ -70,6 +70,21 @@ def make_runtime(kind: str, card: ModelCard, model_dir: Path, opts: RuntimeOptio
     return factory(card, model_dir, opts)
 
 
+def make_patch_classifier(
+    card: ModelCard, model_dir: Path, opts: RuntimeOptions
+) -> Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]] | None:
+    """Return the card's rescoring classifier (ONNX Runtime, any detector runtime), or None.
+
+    Raises:
+        ModelUnavailable: its file is missing, has another sha256, or does not load.
+    """
+    if card.rescoring is None:
+        return None
+    from triage.inference.runtimes.onnx import OnnxPatchClassifier  # noqa: PLC0415 - heavy import
+
+    return OnnxPatchClassifier(card.rescoring, model_dir, opts)
+
+
 def head_function(
     runtime: Runtime, card: ModelCard
 ) -> Callable[[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]]]:

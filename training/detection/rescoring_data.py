@@ -1,0 +1,144 @@
+"""Training data for the rescoring stage: the served detector's candidates on training phantoms.
+
+Each phantom of a training seed (never an evaluation seed) is rendered at a random scanner
+geometry exactly as evaluation renders it, run through the serving path (preprocessing, detector,
+card filters; no rescoring) and every candidate's patch is stored with its detection score and
+its distance to the nearest reference nodule in radii. A patch centred on every reference nodule
+is added, so nodules the detector misses still teach the classifier what a nodule looks like.
+Patches are stored ``margin`` voxels larger on each side than the classifier's patch, so training
+can shift them (the detector's box centre is never exactly the nodule's).
+
+    python -m training.detection.rescoring_data --model-dir models/lung_nodule_det \\
+        --seeds 0 100 --out work/runs/nodule_rescoring/candidates_0_100.npz --patch-size 32 32 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from training.detection.evaluate import EVAL_SEED_OFFSET, Served, _runner, render_nodule_phantom
+from triage.imaging.geometry import lps_to_voxel, voxel_to_lps
+from triage.inference import lung_nodule
+from triage.inference.rescoring import extract_patches
+
+F32 = npt.NDArray[np.float32]
+NO_REFERENCE = 99.0  # distance (in radii) recorded when a phantom holds no nodule
+
+
+@dataclass
+class CandidateSet:
+    """Patches and what is known of each: score (-1 for reference patches), seed, distance."""
+
+    patch: list[F32] = field(default_factory=list)
+    score: list[float] = field(default_factory=list)
+    seed: list[int] = field(default_factory=list)
+    dist_r: list[float] = field(default_factory=list)  # to the nearest reference, in its radii
+    gt_idx: list[int] = field(default_factory=list)  # that reference's index (-1: none)
+    is_gt: list[int] = field(default_factory=list)  # 1: patch centred on a reference nodule
+
+    def add(
+        self, patches: F32, *, seed: int, score: float, dist_r: float, idx: int, gt: int
+    ) -> None:
+        """Append one patch ``(1, *size)`` and its labels."""
+        self.patch.append(patches[0].astype(np.float16))
+        self.score.append(score)
+        self.seed.append(seed)
+        self.dist_r.append(dist_r)
+        self.gt_idx.append(idx)
+        self.is_gt.append(gt)
+
+    def save(self, path: Path, meta: dict[str, object]) -> None:
+        """Write all arrays and ``meta`` (what produced them) to ``path``, atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            patch=np.stack(self.patch) if self.patch else np.zeros((0,), np.float16),
+            score=np.array(self.score, np.float32),
+            seed=np.array(self.seed, np.int64),
+            dist_r=np.array(self.dist_r, np.float32),
+            gt_idx=np.array(self.gt_idx, np.int64),
+            is_gt=np.array(self.is_gt, np.int64),
+            meta=np.array(json.dumps(meta)),
+        )
+        tmp.replace(path)
+
+
+def nodule_candidates(
+    seed: int, served: Served, stored_size: Sequence[int], into: CandidateSet
+) -> int:
+    """Add the candidates and reference patches of one training phantom; return the candidates."""
+    if seed >= EVAL_SEED_OFFSET:
+        raise ValueError(
+            f"seed must be a training seed (< {EVAL_SEED_OFFSET}), got {seed}: evaluation "
+            "phantoms must never be trained on"
+        )
+    phantom = render_nodule_phantom(seed)
+    card = served.card
+    prepared = lung_nodule.preprocess(phantom.volume, card.preprocess)
+    dets = lung_nodule.apply_card_filters(
+        served.detect(prepared.image), phantom.volume, prepared, card.detection
+    )
+    ref_lps = np.array([n.center_lps_mm for n in phantom.nodules]).reshape(-1, 3)
+    ref_r = np.array([n.diameter_mm / 2 for n in phantom.nodules])
+    dims = dets.boxes.shape[1] // 2 if len(dets.boxes) else 3
+    centres = (dets.boxes[:, :dims] + dets.boxes[:, dims:]) / 2.0
+    patches = extract_patches(prepared.image, centres, stored_size)
+    for n, (centre, score) in enumerate(zip(centres, dets.scores, strict=True)):
+        if len(ref_r):
+            rel = (
+                np.linalg.norm(ref_lps - voxel_to_lps(prepared.affine_lps, centre), axis=1) / ref_r
+            )
+            idx, dist = int(np.argmin(rel)), float(np.min(rel))
+        else:
+            idx, dist = -1, NO_REFERENCE
+        into.add(patches[n : n + 1], seed=seed, score=float(score), dist_r=dist, idx=idx, gt=0)
+    ref_vox = lps_to_voxel(prepared.affine_lps, ref_lps)
+    ref_patches = extract_patches(prepared.image, ref_vox, stored_size)
+    for idx in range(len(ref_r)):
+        into.add(ref_patches[idx : idx + 1], seed=seed, score=-1.0, dist_r=0.0, idx=idx, gt=1)
+    return len(dets.scores)
+
+
+def main() -> None:
+    """Mine rescoring candidates of a served nodule model on a range of training seeds."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model-dir", type=Path, required=True)
+    p.add_argument("--seeds", type=int, nargs=2, required=True, metavar=("FIRST", "END"))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--patch-size", type=int, nargs="+", required=True)
+    p.add_argument("--margin", type=int, default=4, help="extra voxels per side for shifting")
+    args = p.parse_args()
+    served = _runner(args.model_dir)
+    if served.card.task != "lung_nodule":
+        p.error(f"--model-dir must hold a lung_nodule model, got {served.card.task}")
+    stored = [s + 2 * args.margin for s in args.patch_size]
+    meta = {
+        "model": served.card.name,
+        "version": served.card.version,
+        "sha256": served.card.weights.sha256,
+        "seeds": args.seeds,
+        "patch_size": args.patch_size,
+        "margin": args.margin,
+    }
+    found = CandidateSet()
+    for seed in range(*args.seeds):
+        start = time.perf_counter()
+        n = nodule_candidates(seed, served, stored, found)
+        print(f"seed {seed}: {n} candidates, {time.perf_counter() - start:.1f} s", flush=True)  # noqa: T201
+        found.save(args.out, meta)
+    found.save(args.out, meta)
+
+
+if __name__ == "__main__":
+    main()
