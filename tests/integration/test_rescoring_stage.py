@@ -147,3 +147,20 @@ def test_pipeline_reports_what_the_rescoring_stage_leaves(lidc_dir: Path, tmp_pa
         found[name] = outcome.findings
     assert found["plain"], "the confident tiny detector must report findings without the stage"
     assert not found["staged"], "every finding must be rejected by the stage"
+
+
+def test_mining_labels_candidates_by_the_evaluation_hit_rule(tiny_models_dir: Path) -> None:
+    from training.detection.rescoring_data import CandidateSet, fracture_candidates  # noqa: PLC0415
+    from triage.synth.dr_phantom import generate_radiograph  # noqa: PLC0415
+
+    served = _runner(tiny_models_dir / "fracture_tiny")
+    seed = next(s for s in range(1, 40) if s % 3 and generate_radiograph(s, kind="limb").fractures)
+    found = CandidateSet()
+    n = fracture_candidates(seed, served, (16, 16), found)
+    n_ref = len(generate_radiograph(seed, kind="limb").fractures)
+    assert len(found.patch) == n + n_ref
+    assert found.is_gt[n:] == [1] * n_ref
+    assert all(p.shape == (16, 16) for p in found.patch)
+    assert all(d >= 0.0 for d in found.dist_r)
+    with pytest.raises(ValueError, match="training seed"):
+        fracture_candidates(1_000_003, served, (16, 16), CandidateSet())

@@ -1,10 +1,11 @@
 """Training data for the rescoring stage: the served detector's candidates on training phantoms.
 
-Each phantom of a training seed (never an evaluation seed) is rendered at a random scanner
-geometry exactly as evaluation renders it, run through the serving path (preprocessing, detector,
-card filters; no rescoring) and every candidate's patch is stored with its detection score and
-its distance to the nearest reference nodule in radii. A patch centred on every reference nodule
-is added, so nodules the detector misses still teach the classifier what a nodule looks like.
+Each phantom of a training seed (never an evaluation seed) is rendered exactly as evaluation
+renders it (CT at a random scanner geometry; a chest or limb radiograph), run through the
+serving path (preprocessing, detector, card filters; no rescoring) and every candidate's patch
+is stored with its detection score and its distance to the nearest reference target (nodule:
+in radii; fracture: in half box sizes). A patch centred on every reference target is added, so
+targets the detector misses still teach the classifier what one looks like.
 Patches are stored ``margin`` voxels larger on each side than the classifier's patch, so training
 can shift them (the detector's box centre is never exactly the nodule's).
 
@@ -25,9 +26,12 @@ import numpy as np
 import numpy.typing as npt
 
 from training.detection.evaluate import EVAL_SEED_OFFSET, Served, _runner, render_nodule_phantom
+from training.detection.fracture_data import as_radiograph
+from training.detection.fracture_datalist import pixel_boxes_to_input
 from triage.imaging.geometry import lps_to_voxel, voxel_to_lps
-from triage.inference import lung_nodule
+from triage.inference import fracture, lung_nodule
 from triage.inference.rescoring import extract_patches
+from triage.synth.dr_phantom import generate_radiograph
 
 F32 = npt.NDArray[np.float32]
 NO_REFERENCE = 99.0  # distance (in radii) recorded when a phantom holds no nodule
@@ -47,8 +51,8 @@ class CandidateSet:
     def add(
         self, patches: F32, *, seed: int, score: float, dist_r: float, idx: int, gt: int
     ) -> None:
-        """Append one patch ``(1, *size)`` and its labels."""
-        self.patch.append(patches[0].astype(np.float16))
+        """Append one patch ``(1, 1, *size)`` (stored without its leading axes) and its labels."""
+        self.patch.append(patches[0, 0].astype(np.float16))
         self.score.append(score)
         self.seed.append(seed)
         self.dist_r.append(dist_r)
@@ -76,11 +80,7 @@ def nodule_candidates(
     seed: int, served: Served, stored_size: Sequence[int], into: CandidateSet
 ) -> int:
     """Add the candidates and reference patches of one training phantom; return the candidates."""
-    if seed >= EVAL_SEED_OFFSET:
-        raise ValueError(
-            f"seed must be a training seed (< {EVAL_SEED_OFFSET}), got {seed}: evaluation "
-            "phantoms must never be trained on"
-        )
+    _require_training_seed(seed)
     phantom = render_nodule_phantom(seed)
     card = served.card
     prepared = lung_nodule.preprocess(phantom.volume, card.preprocess)
@@ -108,8 +108,50 @@ def nodule_candidates(
     return len(dets.scores)
 
 
+def fracture_candidates(
+    seed: int, served: Served, stored_size: Sequence[int], into: CandidateSet
+) -> int:
+    """Add the candidates and reference patches of one training radiograph; return the candidates.
+
+    A candidate's distance to a fracture is the larger of its centre's offsets from the box
+    centre along the two axes, in half box sizes: <= 1 is inside the box (evaluation's hit rule).
+    """
+    _require_training_seed(seed)
+    kind = "chest" if seed % 3 == 0 else "limb"
+    phantom = generate_radiograph(seed, kind=kind)
+    prepared = fracture.preprocess(as_radiograph(phantom), served.card.preprocess)
+    dets = served.detect(prepared.image)
+    ref = pixel_boxes_to_input(
+        np.array([f.box_col_row for f in phantom.fractures], dtype=np.float64).reshape(-1, 4),
+        prepared,
+    )
+    ref_centre = (ref[:, :2] + ref[:, 2:]) / 2.0
+    ref_half = np.maximum((ref[:, 2:] - ref[:, :2]) / 2.0, 0.5)
+    centres = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2.0
+    patches = extract_patches(prepared.image, centres, stored_size)
+    for n, (centre, score) in enumerate(zip(centres, dets.scores, strict=True)):
+        if len(ref):
+            rel = np.max(np.abs(centre[None] - ref_centre) / ref_half, axis=1)
+            idx, dist = int(np.argmin(rel)), float(np.min(rel))
+        else:
+            idx, dist = -1, NO_REFERENCE
+        into.add(patches[n : n + 1], seed=seed, score=float(score), dist_r=dist, idx=idx, gt=0)
+    ref_patches = extract_patches(prepared.image, ref_centre, stored_size)
+    for idx in range(len(ref)):
+        into.add(ref_patches[idx : idx + 1], seed=seed, score=-1.0, dist_r=0.0, idx=idx, gt=1)
+    return len(dets.scores)
+
+
+def _require_training_seed(seed: int) -> None:
+    if seed >= EVAL_SEED_OFFSET:
+        raise ValueError(
+            f"seed must be a training seed (< {EVAL_SEED_OFFSET}), got {seed}: evaluation "
+            "phantoms must never be trained on"
+        )
+
+
 def main() -> None:
-    """Mine rescoring candidates of a served nodule model on a range of training seeds."""
+    """Mine rescoring candidates of a served model on a range of training seeds."""
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -120,8 +162,12 @@ def main() -> None:
     p.add_argument("--margin", type=int, default=4, help="extra voxels per side for shifting")
     args = p.parse_args()
     served = _runner(args.model_dir)
-    if served.card.task != "lung_nodule":
-        p.error(f"--model-dir must hold a lung_nodule model, got {served.card.task}")
+    if len(args.patch_size) != served.card.network.spatial_dims:
+        p.error(
+            f"--patch-size must have {served.card.network.spatial_dims} values for this model, "
+            f"got {args.patch_size}"
+        )
+    mine = nodule_candidates if served.card.task == "lung_nodule" else fracture_candidates
     stored = [s + 2 * args.margin for s in args.patch_size]
     meta = {
         "model": served.card.name,
@@ -134,7 +180,7 @@ def main() -> None:
     found = CandidateSet()
     for seed in range(*args.seeds):
         start = time.perf_counter()
-        n = nodule_candidates(seed, served, stored, found)
+        n = mine(seed, served, stored, found)
         print(f"seed {seed}: {n} candidates, {time.perf_counter() - start:.1f} s", flush=True)  # noqa: T201
         found.save(args.out, meta)
     found.save(args.out, meta)
