@@ -34,6 +34,7 @@ from triage.inference.rescoring import extract_patches
 from triage.synth.dr_phantom import generate_radiograph
 
 F32 = npt.NDArray[np.float32]
+SAVE_EVERY = 10  # seeds between partial saves
 NO_REFERENCE = 99.0  # distance (in radii) recorded when a phantom holds no nodule
 
 
@@ -178,11 +179,12 @@ def main() -> None:
         "margin": args.margin,
     }
     found = CandidateSet()
-    for seed in range(*args.seeds):
+    for count, seed in enumerate(range(*args.seeds), start=1):
         start = time.perf_counter()
         n = mine(seed, served, stored, found)
         print(f"seed {seed}: {n} candidates, {time.perf_counter() - start:.1f} s", flush=True)  # noqa: T201
-        found.save(args.out, meta)
+        if count % SAVE_EVERY == 0:
+            found.save(args.out, meta)  # a partial file to train on while mining goes on
     found.save(args.out, meta)
 
 

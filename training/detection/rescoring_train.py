@@ -56,7 +56,7 @@ def load_candidates(paths: Sequence[Path]) -> dict[str, npt.NDArray[np.generic]]
     parts: dict[str, list[npt.NDArray[np.generic]]] = {}
     for path in paths:
         with np.load(path) as data:
-            for key in ("patch", "score", "seed", "dist_r", "gt_idx", "is_gt"):
+            for key in ("patch", "score", "seed", "dist_r", "is_gt"):
                 parts.setdefault(key, []).append(data[key])
     return {k: np.concatenate(v) for k, v in parts.items()}
 
@@ -73,12 +73,22 @@ def split_labels(
 
 
 def augment(
-    stored: npt.NDArray[np.generic], patch_size: Sequence[int], rng: np.random.Generator
+    stored: npt.NDArray[np.generic],
+    patch_size: Sequence[int],
+    rng: np.random.Generator,
+    *,
+    max_shift: int = 4,
 ) -> npt.NDArray[np.float32]:
-    """Return a randomly shifted, flipped, transposed and contrast-jittered ``patch_size`` crop."""
+    """Return a randomly shifted, flipped, transposed and contrast-jittered ``patch_size`` crop.
+
+    The crop is centred on the stored patch's centre, then shifted by up to ``max_shift`` voxels
+    per axis (as far as the stored margin allows): a detector's box centre is seldom exactly on
+    the target, and the classifier must not care.
+    """
     size = np.asarray(patch_size)
     slack = np.asarray(stored.shape) - size
-    origin = slack // 2 + rng.integers(-(slack // 2), slack - slack // 2 + 1)
+    lo, hi = np.maximum(-(slack // 2), -max_shift), np.minimum(slack - slack // 2, max_shift)
+    origin = slack // 2 + rng.integers(lo, hi + 1)
     crop = stored[tuple(slice(int(o), int(o + s)) for o, s in zip(origin, size, strict=True))]
     out = np.asarray(crop, dtype=np.float32)
     for axis in range(out.ndim):
@@ -98,9 +108,17 @@ def train(
     lr: float = 1e-3,
     seed: int = 0,
     log_every: int = 100,
+    hard_score: float = 0.3,
+    hard_share: float = 0.5,
 ) -> ResNet:
-    """Train the classifier with balanced batches (one-cycle learning rate) and return it."""
+    """Train the classifier with balanced batches (one-cycle learning rate) and return it.
+
+    ``hard_share`` of each batch's negatives are drawn from those the detector scored
+    >= ``hard_score`` (when there are any): those set the operating point, while most candidates
+    are faint and easy, and a uniform draw would seldom show the classifier a hard one.
+    """
     pos, neg = split_labels(data)
+    hard = neg[np.asarray(data["score"], dtype=np.float64)[neg] >= hard_score]
     if len(pos) == 0 or len(neg) == 0:
         raise ValueError(
             f"candidates must hold positives and negatives, got {len(pos)} and {len(neg)}; "
@@ -117,7 +135,12 @@ def train(
     start = time.perf_counter()
     net.train()
     for step in range(steps):
-        idx = np.concatenate([rng.choice(pos, half), rng.choice(neg, half)])
+        n_hard = int(round(half * hard_share)) if len(hard) else 0
+        idx = np.concatenate(
+            [rng.choice(pos, half), rng.choice(neg, half - n_hard), rng.choice(hard, n_hard)]
+            if n_hard
+            else [rng.choice(pos, half), rng.choice(neg, half)]
+        )
         batch = np.stack([augment(data["patch"][i], patch_size, rng) for i in idx])[:, None]
         loss = loss_fn(net(torch.from_numpy(batch)), target)
         opt.zero_grad()
@@ -192,12 +215,21 @@ def main() -> None:
     p.add_argument("--weight", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hard-score", type=float, default=0.3)
+    p.add_argument("--hard-share", type=float, default=0.5)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     data = load_candidates(args.candidates)
     pos, neg = split_labels(data)
     print(f"{len(pos)} positive, {len(neg)} negative patches", flush=True)  # noqa: T201
-    net = train(data, args.patch_size, steps=args.steps, seed=args.seed)
+    net = train(
+        data,
+        args.patch_size,
+        steps=args.steps,
+        seed=args.seed,
+        hard_score=args.hard_score,
+        hard_share=args.hard_share,
+    )
     source = (
         f"training.detection.rescoring_train: {args.steps} steps on {len(pos)} positive / "
         f"{len(neg)} negative patches from {', '.join(c.name for c in args.candidates)}"
