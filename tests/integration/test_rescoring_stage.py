@@ -120,20 +120,32 @@ class _Rejects(torch.nn.Module):
     """A classifier that calls every patch background (logit -30), to see the engine obey it."""
 
     def forward(self, patch: torch.Tensor) -> torch.Tensor:
-        return patch.mean(dim=(1, 2, 3, 4))[:, None] * 0.0 - 30.0
+        return patch.flatten(1).mean(dim=1, keepdim=True) * 0.0 - 30.0
 
 
-def test_pipeline_reports_what_the_rescoring_stage_leaves(lidc_dir: Path, tmp_path: Path) -> None:
+def _study(task: str, lidc_dir: Path, tmp_path: Path) -> Path:
+    if task == "lung_nodule":
+        return lidc_dir
+    from tests.factories import make_radiograph  # noqa: PLC0415
+
+    make_radiograph(tmp_path / "dx" / "1.dcm", rows=256, cols=256, pixel_spacing_mm=(1.0, 1.0))
+    return tmp_path / "dx"
+
+
+@pytest.mark.parametrize(("task", "patch"), [("lung_nodule", PATCH), ("fracture", (8, 8))])
+def test_pipeline_reports_what_the_rescoring_stage_leaves(
+    task: str, patch: tuple[int, ...], lidc_dir: Path, tmp_path: Path
+) -> None:
     from tests.model_factories import write_tiny_model  # noqa: PLC0415 - torch-only helper
 
     plain, staged = tmp_path / "plain", tmp_path / "staged"
-    write_tiny_model(plain / "lung_nodule_tiny", task="lung_nodule", seed=0, bias=6.0)
+    write_tiny_model(plain / "tiny", task=task, seed=0, bias=6.0)
     shutil.copytree(plain, staged)
     rejects = tmp_path / "rejects"
-    rescoring_train.export(_Rejects(), rejects, PATCH, weight=1.0, source="test: rejects all")  # type: ignore[arg-type]
-    folder = staged / "lung_nodule_tiny"
+    rescoring_train.export(_Rejects(), rejects, patch, weight=1.0, source="test: rejects all")  # type: ignore[arg-type]
+    folder = staged / "tiny"
     write_card(add_rescoring(load_card(folder), rejects, folder), folder)
-    studies = scan_folder(lidc_dir).studies
+    studies = scan_folder(_study(task, lidc_dir, tmp_path)).studies
     found = {}
     for name, models in (("plain", plain), ("staged", staged)):
         (result,) = analyse_all(
