@@ -136,3 +136,19 @@ def test_a_card_without_rescoring_passes_detections_through() -> None:
 def test_card_refuses_a_patch_of_other_dimensionality_than_the_network() -> None:
     with pytest.raises(ValueError, match="patch_size must have 3 values"):
         _card(_spec((8, 8)))
+
+
+def test_development_froc_counts_hits_by_the_recorded_distance() -> None:
+    from training.detection.rescoring_eval import scans_with  # noqa: PLC0415 - training code
+
+    data = {
+        "seed": np.array([5, 5, 5, 6]),
+        "is_gt": np.array([0, 0, 1, 0]),
+        "dist_r": np.array([0.5, 3.0, 0.0, 99.0], "f4"),
+        "gt_idx": np.array([0, 0, 0, -1]),
+    }
+    first, second = scans_with(data, np.array([0.9, 0.8, 0.7], "f4"))
+    np.testing.assert_allclose(first.pred_scores, [0.9, 0.8], rtol=1e-6)
+    assert first.hits.tolist() == [[True], [False]]
+    np.testing.assert_allclose(second.pred_scores, [0.7], rtol=1e-6)
+    assert second.hits.shape == (1, 0)
