@@ -90,22 +90,21 @@ def nodule_candidates(
     )
     ref_lps = np.array([n.center_lps_mm for n in phantom.nodules]).reshape(-1, 3)
     ref_r = np.array([n.diameter_mm / 2 for n in phantom.nodules])
-    dims = dets.boxes.shape[1] // 2 if len(dets.boxes) else 3
-    centres = (dets.boxes[:, :dims] + dets.boxes[:, dims:]) / 2.0
-    patches = extract_patches(prepared.image, centres, stored_size)
-    for n, (centre, score) in enumerate(zip(centres, dets.scores, strict=True)):
-        if len(ref_r):
-            rel = (
-                np.linalg.norm(ref_lps - voxel_to_lps(prepared.affine_lps, centre), axis=1) / ref_r
-            )
-            idx, dist = int(np.argmin(rel)), float(np.min(rel))
-        else:
-            idx, dist = -1, NO_REFERENCE
-        into.add(patches[n : n + 1], seed=seed, score=float(score), dist_r=dist, idx=idx, gt=0)
+    boxes = dets.boxes.reshape(-1, 6)
+    centres = (boxes[:, :3] + boxes[:, 3:]) / 2.0
+    cand_lps = voxel_to_lps(prepared.affine_lps, centres.reshape(-1, 3)).reshape(-1, 1, 3)
+    rel = np.linalg.norm(cand_lps - ref_lps[None], axis=2) / ref_r[None]
     ref_vox = lps_to_voxel(prepared.affine_lps, ref_lps)
-    ref_patches = extract_patches(prepared.image, ref_vox, stored_size)
-    for idx in range(len(ref_r)):
-        into.add(ref_patches[idx : idx + 1], seed=seed, score=-1.0, dist_r=0.0, idx=idx, gt=1)
+    _record(
+        into,
+        seed,
+        image=prepared.image,
+        centres=centres,
+        scores=dets.scores,
+        rel=rel,
+        ref_centres=ref_vox,
+        stored_size=stored_size,
+    )
     return len(dets.scores)
 
 
@@ -128,19 +127,44 @@ def fracture_candidates(
     )
     ref_centre = (ref[:, :2] + ref[:, 2:]) / 2.0
     ref_half = np.maximum((ref[:, 2:] - ref[:, :2]) / 2.0, 0.5)
-    centres = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2.0
-    patches = extract_patches(prepared.image, centres, stored_size)
-    for n, (centre, score) in enumerate(zip(centres, dets.scores, strict=True)):
-        if len(ref):
-            rel = np.max(np.abs(centre[None] - ref_centre) / ref_half, axis=1)
-            idx, dist = int(np.argmin(rel)), float(np.min(rel))
+    boxes = dets.boxes.reshape(-1, 4)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    rel = np.max(np.abs(centres[:, None] - ref_centre[None]) / ref_half[None], axis=2)
+    _record(
+        into,
+        seed,
+        image=prepared.image,
+        centres=centres,
+        scores=dets.scores,
+        rel=rel,
+        ref_centres=ref_centre,
+        stored_size=stored_size,
+    )
+    return len(dets.scores)
+
+
+def _record(
+    into: CandidateSet,
+    seed: int,
+    *,
+    image: F32,
+    centres: npt.NDArray[np.floating],
+    scores: F32,
+    rel: npt.NDArray[np.floating],
+    ref_centres: npt.NDArray[np.floating],
+    stored_size: Sequence[int],
+) -> None:
+    """Add each candidate (nearest reference by ``rel``, candidates x references) and references."""
+    patches = extract_patches(image, centres, stored_size)
+    for n, score in enumerate(scores):
+        if rel.shape[1]:
+            idx, dist = int(np.argmin(rel[n])), float(np.min(rel[n]))
         else:
             idx, dist = -1, NO_REFERENCE
         into.add(patches[n : n + 1], seed=seed, score=float(score), dist_r=dist, idx=idx, gt=0)
-    ref_patches = extract_patches(prepared.image, ref_centre, stored_size)
-    for idx in range(len(ref)):
+    ref_patches = extract_patches(image, ref_centres, stored_size)
+    for idx in range(len(ref_centres)):
         into.add(ref_patches[idx : idx + 1], seed=seed, score=-1.0, dist_r=0.0, idx=idx, gt=1)
-    return len(dets.scores)
 
 
 def _require_training_seed(seed: int) -> None:
