@@ -29,13 +29,49 @@ class OptimizerConfig(BaseModel):
     gamma: float = 0.1
 
 
+TRAIN_SEED_LIMIT = 1_000_000
+"""Training phantoms use seeds below this; evaluation sets start here (never trained on)."""
+
+
 class SyntheticData(BaseModel):
-    """Phantom seeds [start, stop) for training; validation seeds must not overlap."""
+    """Phantom seeds for training: ``train_seeds`` [start, stop) plus any ``extra_seeds`` ranges.
+
+    ``extra_seeds`` are ``[start, stop, step]`` ranges, there to add phantoms of one kind without
+    re-rendering a whole new range: fracture phantoms are chest radiographs when 3 divides the
+    seed, so ``[3000, 5700, 3]`` adds 900 chest images and no limbs. Every seed must lie below
+    :data:`TRAIN_SEED_LIMIT`, where the evaluation sets begin.
+    """
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["synthetic"] = "synthetic"
     train_seeds: tuple[int, int] = (0, 120)
+    extra_seeds: tuple[tuple[int, int, int], ...] = ()
     cache_dir: Path = Path("work/cache")
+
+    @model_validator(mode="after")
+    def _seeds_are_training_seeds(self) -> SyntheticData:
+        ranges = [(*self.train_seeds, 1), *self.extra_seeds]
+        for start, stop, step in ranges:
+            if step < 1 or not 0 <= start < stop <= TRAIN_SEED_LIMIT:
+                raise ValueError(
+                    f"seed range [{start}, {stop}, {step}] must satisfy 0 <= start < stop <= "
+                    f"{TRAIN_SEED_LIMIT} with step >= 1: seeds from {TRAIN_SEED_LIMIT} on are "
+                    "the evaluation sets, never trained on"
+                )
+        seeds = self.seeds()
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(
+                "data.extra_seeds overlap train_seeds or each other: each phantom would be "
+                "trained on twice as often; make the ranges disjoint"
+            )
+        return self
+
+    def seeds(self) -> list[int]:
+        """Return every training seed, ``train_seeds`` first, then each extra range in order."""
+        out = list(range(*self.train_seeds))
+        for start, stop, step in self.extra_seeds:
+            out.extend(range(start, stop, step))
+        return out
 
 
 class DatalistData(BaseModel):

@@ -31,6 +31,7 @@ from training.common.froc import (
     subgroup_sensitivity,
     threshold_at_fp_rate,
 )
+from training.detection.config import TRAIN_SEED_LIMIT
 from training.detection.fracture_data import as_radiograph
 from triage.core.findings import (
     FractureFinding,
@@ -54,7 +55,7 @@ from triage.inference.runtime import (
 from triage.synth.ct_phantom import CtPhantom, generate_ct_phantom
 from triage.synth.dr_phantom import DrPhantom, generate_radiograph
 
-EVAL_SEED_OFFSET = 1_000_000  # training uses seeds < 1e6
+EVAL_SEED_OFFSET = TRAIN_SEED_LIMIT  # training uses seeds below it (config validates)
 
 
 @dataclass(frozen=True)

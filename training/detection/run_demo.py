@@ -35,7 +35,7 @@ def build_pool_for(cfg: TrainConfig) -> list[Sample]:
             f"data.kind must be synthetic to render phantoms, got {cfg.data.kind}; "
             "train on real data with `triage train`"
         )
-    seeds = list(range(*cfg.data.train_seeds))
+    seeds = cfg.data.seeds()
     data = nodule_data if cfg.task == "lung_nodule" else fracture_data
     pool: list[Sample] = data.build_pool(
         seeds, cfg.preprocess, cache=cfg.data.cache_dir, workers=cfg.data_workers

@@ -120,6 +120,9 @@ def main() -> None:
         "source": "synthetic phantoms only (triage.synth), rendered at the card's voxel size",
         "generator": generator,
         "train_seeds": list(cfg.data.train_seeds),
+        **(
+            {"extra_seeds": [list(r) for r in cfg.data.extra_seeds]} if cfg.data.extra_seeds else {}
+        ),
         "evaluation_seeds": [EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_scans],
         "validation_real": "LIDC-IDRI-0001 (evaluation only, never trained on)"
         if nodule

@@ -76,6 +76,7 @@ def data_manifest(cfg: TrainConfig, config: Path, *, generator: str) -> dict[str
             "source": "synthetic phantoms only (triage.synth) at the card's voxel size",
             "generator": generator,
             "train_seeds": list(data.train_seeds),
+            **({"extra_seeds": [list(r) for r in data.extra_seeds]} if data.extra_seeds else {}),
             "config": str(config),
         }
     if isinstance(data, DatalistData):
