@@ -138,6 +138,15 @@ def evaluate(
     task: Annotated[str, typer.Option(help="nodule or fracture (must match the card's task).")],
     *,
     scans: Annotated[int, typer.Option(min=1, help="Fresh synthetic scans to evaluate on.")] = 24,
+    first_seed: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="First phantom seed. The default, 1000000, is the evaluation set the cards "
+            "report; compare training phases on a development range no config trains on "
+            "(e.g. 900000) so that the evaluation set is not chosen on.",
+        ),
+    ] = 1_000_000,
     lidc: Annotated[
         bool, typer.Option(help="Also run LIDC-IDRI-0001 from --shared-data (nodule models).")
     ] = True,
@@ -157,7 +166,11 @@ def evaluate(
     from training.common.box_ap import FRACTURE_AP_IOUS  # noqa: PLC0415 - training code on demand
     from training.common.froc import LUNA16_FP_RATES  # noqa: PLC0415
     from training.common.froc_plot import write_froc_png  # noqa: PLC0415
-    from training.detection.evaluate import evaluate_synthetic, write_report  # noqa: PLC0415
+    from training.detection.evaluate import (  # noqa: PLC0415
+        evaluate_synthetic,
+        trained_seeds_among,
+        write_report,
+    )
 
     configure_logging()
     wanted = _TASKS.get(task)
@@ -167,12 +180,21 @@ def evaluate(
         raise _fail(str(e)) from e
     if wanted != card.task:
         raise _fail(f"--task must match the card's task ({card.task}), got {task}", 2)
+    trained = trained_seeds_among(card.training_data, range(first_seed, first_seed + scans))
+    if trained:
+        raise _fail(
+            f"--first-seed {first_seed} --scans {scans} includes {len(trained)} seeds the card "
+            f"says {card.name} was trained on (first {trained[0]}); evaluate on phantoms it has "
+            "not seen: pick a range outside training_data.train_seeds / extra_seeds",
+            2,
+        )
     lidc_paths = _lidc_inputs(shared_data) if lidc and wanted == "lung_nodule" else None
     try:
         result = evaluate_synthetic(
             model_dir,
             n_scans=scans,
             task=wanted,
+            first_seed=first_seed,
             ap_ious=FRACTURE_AP_IOUS if wanted == "fracture" else (),
         )
     except (ModelUnavailable, ValueError) as e:
@@ -180,6 +202,7 @@ def evaluate(
     report: dict[str, object] = {
         "model": {"name": card.name, "version": card.version, "sha256": card.weights.sha256},
         "synthetic_fresh_set": result.as_json(),
+        "seeds": [first_seed, first_seed + scans],
         "synthetic_note": "phantoms from this project's generator; not clinical",
         "per_scan": result.per_scan,
     }

@@ -153,3 +153,42 @@ def test_export_carries_the_configs_flip_passes_into_the_card(tmp_path: Path) ->
     result = _export(tmp_path, "0.1.0")
     assert result.exit_code == 0, result.output
     assert load_card(tmp_path / "model").detection.tta_flip_axes == ((0,), (1, 2))
+
+
+def test_evaluate_runs_a_development_range_from_first_seed(tmp_path: Path) -> None:
+    """Phases are compared on development seeds, not on the evaluation set the cards report."""
+    write_tiny_model(tmp_path / "frac", task="fracture", seed=1)
+    out = tmp_path / "dev.json"
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", str(tmp_path / "frac"), "--task", "fracture", "--scans", "2"]
+        + ["--first-seed", "900000", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["seeds"] == [900000, 900002]
+    assert [s["seed"] for s in report["per_scan"]] == [900000, 900001]
+    # 900000 is a chest radiograph (3 divides it): the subgroups say so
+    groups = report["synthetic_fresh_set"]["operating_point_1fp"]["sensitivity_by_subgroup"]
+    assert "image=chest" in groups
+
+
+def test_evaluate_refuses_seeds_the_card_says_the_model_was_trained_on(tmp_path: Path) -> None:
+    import yaml  # noqa: PLC0415
+
+    write_tiny_model(tmp_path / "frac", task="fracture", seed=1)
+    card_path = tmp_path / "frac" / "model.yaml"
+    card = yaml.safe_load(card_path.read_text())
+    card["training_data"] = {"train_seeds": [0, 800], "extra_seeds": [[3000, 5700, 3]]}
+    card_path.write_text(yaml.safe_dump(card))
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", str(tmp_path / "frac"), "--task", "fracture", "--scans", "5"]
+        + ["--first-seed", "2999", "--out", str(out)],
+    )
+    assert result.exit_code == 2
+    assert "includes 2 seeds the card says tiny-fracture was trained on (first 3000)" in (
+        " ".join(result.output.split())
+    )
+    assert not out.exists()

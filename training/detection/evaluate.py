@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,13 +237,17 @@ def evaluate_synthetic(
     task: str,
     n_boot: int = 500,
     ap_ious: Sequence[float] = (),
+    first_seed: int = EVAL_SEED_OFFSET,
 ) -> Evaluation:
     """Run the model on ``n_scans`` fresh phantoms and return FROC, CPM and bootstrap CIs.
 
-    With ``ap_ious`` (fractures only), also AP at those IoU thresholds on the boxes.
+    With ``ap_ious`` (fractures only), also AP at those IoU thresholds on the boxes. Seeds run from
+    ``first_seed``: the default is the evaluation set the cards report; a development range no
+    config trains on (e.g. 900,000) is where training phases should be compared, so that the
+    evaluation set is not chosen on.
     """
     served = _runner(model_dir)
-    seeds = [EVAL_SEED_OFFSET + s for s in range(n_scans)]
+    seeds = [first_seed + s for s in range(n_scans)]
     ap: dict[float, float] | None = None
     if task == "lung_nodule":
         nodule_runs = [nodule_scan(seed, served) for seed in seeds]
@@ -258,7 +262,7 @@ def evaluate_synthetic(
     _, _, at, cpm = froc(scans)
     threshold = threshold_at_fp_rate(scans, 1.0)
     per_scan: list[dict[str, object]] = [
-        {"seed": EVAL_SEED_OFFSET + n, "targets": s.n_targets, "detections": len(s.pred_scores)}
+        {"seed": first_seed + n, "targets": s.n_targets, "detections": len(s.pred_scores)}
         for n, s in enumerate(scans)
     ]
     return Evaluation(
@@ -272,6 +276,27 @@ def evaluate_synthetic(
         subgroup_sensitivity(scans, labels, threshold),
         threshold,
     )
+
+
+def trained_seeds_among(training_data: Mapping[str, object], seeds: range) -> list[int]:
+    """Return the seeds a card's ``training_data`` says the model was trained on, among ``seeds``.
+
+    Reads ``train_seeds`` ([start, stop)) and ``extra_seeds`` ([[start, stop, step], ...]) as
+    ``ship`` / ``triage export`` record them; a card without them (real-data or imported models)
+    names no synthetic seeds, so nothing is found.
+
+    >>> data = {"train_seeds": [0, 800], "extra_seeds": [[3000, 5700, 3]]}
+    >>> trained_seeds_among(data, range(798, 802)), trained_seeds_among(data, range(2999, 3004))
+    ([798, 799], [3000, 3003])
+    """
+    ranges: list[range] = []
+    base = training_data.get("train_seeds")
+    if isinstance(base, list | tuple) and len(base) == 2:
+        ranges.append(range(int(base[0]), int(base[1])))
+    extra = training_data.get("extra_seeds")
+    if isinstance(extra, list | tuple):
+        ranges.extend(range(int(a), int(b), int(c)) for a, b, c in extra)
+    return [s for s in seeds if any(s in r for r in ranges)]
 
 
 def evaluate_lidc(model_dir: Path, series_dir: Path, consensus_csv: Path) -> dict[str, object]:
