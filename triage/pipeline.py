@@ -57,7 +57,11 @@ class TaskModel:
         """Return the identification written into every SR."""
         c = self.card
         return AlgorithmInfo(
-            name=c.name, version=c.version, weights_sha256=c.weights.sha256, task=c.task
+            name=c.name,
+            version=c.version,
+            weights_sha256=c.weights.sha256,
+            task=c.task,
+            rescoring_sha256=None if c.rescoring is None else c.rescoring.sha256,
         )
 
 

@@ -100,6 +100,9 @@ def test_served_detections_are_rescored_by_the_shipped_classifier(rescored_model
 def test_engine_loads_the_stage_and_refuses_a_tampered_classifier(rescored_models: Path) -> None:
     engine = build_engine(Settings(models_dir=rescored_models))
     assert engine.models[Task.LUNG_NODULE].rescorer is not None
+    card = load_card(rescored_models / "lung_nodule_tiny")
+    assert card.rescoring is not None
+    assert engine.models[Task.LUNG_NODULE].algorithm.rescoring_sha256 == card.rescoring.sha256
     with (rescored_models / "lung_nodule_tiny" / rescoring_train.ONNX_FILE).open("ab") as f:
         f.write(b"\0")
     engine = build_engine(Settings(models_dir=rescored_models))

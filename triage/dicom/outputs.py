@@ -64,14 +64,17 @@ class AlgorithmInfo:
     version: str
     weights_sha256: str
     task: str
+    rescoring_sha256: str | None = None  # the card's second-stage classifier, when it has one
 
     def __post_init__(self) -> None:
         if not self.name or not self.version:
             raise ValueError(f"AlgorithmInfo name and version must be non-empty, got {self!r}")
-        if not _SHA256.fullmatch(self.weights_sha256):
-            raise ValueError(
-                f"weights_sha256 must be 64 lowercase hex digits, got {self.weights_sha256!r}"
-            )
+        for label, digest in (
+            ("weights_sha256", self.weights_sha256),
+            ("rescoring_sha256", self.rescoring_sha256 or "0" * 64),
+        ):
+            if not _SHA256.fullmatch(digest):
+                raise ValueError(f"{label} must be 64 lowercase hex digits, got {digest!r}")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
 
@@ -251,11 +254,10 @@ def _algorithm_id(algorithms: Sequence[AlgorithmInfo], task: str) -> hd.sr.Algor
             f"algorithms must hold exactly one model for task {task!r}, got {len(matches)}"
         )
     a = matches[0]
-    return hd.sr.AlgorithmIdentification(
-        name=a.name,
-        version=a.version,
-        parameters=[f"task={a.task}", f"weights_sha256={a.weights_sha256}"],
-    )
+    parameters = [f"task={a.task}", f"weights_sha256={a.weights_sha256}"]
+    if a.rescoring_sha256 is not None:  # the scores come from both stages: name both files
+        parameters.append(f"rescoring_sha256={a.rescoring_sha256}")
+    return hd.sr.AlgorithmIdentification(name=a.name, version=a.version, parameters=parameters)
 
 
 def _checked_affine(affine_lps: npt.NDArray[np.float64] | None) -> npt.NDArray[np.float64]:

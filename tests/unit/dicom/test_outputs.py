@@ -168,6 +168,29 @@ def test_algorithm_info_rejects_an_unknown_task() -> None:
 def test_algorithm_info_rejects_a_weights_hash_that_is_not_sha256() -> None:
     with pytest.raises(ValueError, match="weights_sha256 must be 64 lowercase hex digits"):
         AlgorithmInfo("m", "1", "abc", "fracture")
+    with pytest.raises(ValueError, match="rescoring_sha256 must be 64 lowercase hex digits"):
+        AlgorithmInfo("m", "1", "a" * 64, "fracture", rescoring_sha256="A" * 64)
+
+
+def test_a_rescoring_stage_is_identified_beside_the_detector_weights(tmp_path: Path) -> None:
+    """Scores from a two-stage card depend on both files: TID 4019 names both hashes."""
+    nodules = make_nodules()
+    staged = AlgorithmInfo("lung-nodule-det", "1.0.0", "a" * 64, "lung_nodule", "c" * 64)
+    sr = build_sr(
+        findings=nodules,
+        decision=prioritise(nodules, TriagePolicy()),
+        source_datasets=make_ct_series(),
+        algorithms=[staged],
+        now=NOW,
+        affine_lps=CT_AFFINE,
+    )
+    back = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(write_sr(sr, tmp_path)))
+    for group in back.content.get_planar_roi_measurement_groups():
+        assert _texts(group, "111002") == [
+            "task=lung_nodule",
+            f"weights_sha256={'a' * 64}",
+            f"rescoring_sha256={'c' * 64}",
+        ]
 
 
 def test_ct_report_reads_back_one_group_per_nodule(tmp_path: Path) -> None:
